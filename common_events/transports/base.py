@@ -1,0 +1,134 @@
+"""The transport interface: bytes in, bytes out, on subjects.
+
+A transport knows nothing of pydantic or of the events. The core (``Publisher``,
+``Listener``) sits on top of it and never branches on which transport is underneath.
+Every transport passes the conformance suite in ``tests/conformance``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class PublishAck:
+    """What the broker said when it confirmed a publish.
+
+    ``sequence`` is the stored sequence where the broker tells it (memory, JetStream);
+    ``guid`` is the publish id where it has one (NATS Streaming's PubAck guid).
+    """
+
+    subject: str
+    sequence: int | None = None
+    guid: str | None = None
+    stream: str | None = None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionOptions:
+    """How a subscription is made; the names follow the reference services' options.
+
+    ``ack_wait`` and ``nak`` delays are in seconds. ``durable_name`` of ``None`` makes a
+    subscription that the broker forgets when it closes. ``queue_group`` of ``None`` means
+    every subscriber gets every message.
+    """
+
+    queue_group: str | None = None
+    durable_name: str | None = None
+    deliver_all_available: bool = True
+    ack_wait: float = 5.0
+    max_in_flight: int = 16
+    max_deliveries: int | None = None
+    """Upper bound the broker itself enforces where it can (JetStream ``max_deliver``).
+    The core enforces it everywhere; a transport may ignore it."""
+
+
+@runtime_checkable
+class TransportMessage(Protocol):
+    """One delivery of a stored message."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def sequence(self) -> int:
+        """The broker's sequence of the stored message (same on every redelivery)."""
+        ...
+
+    @property
+    def redelivered(self) -> bool: ...
+
+    @property
+    def delivery_count(self) -> int:
+        """1 on the first delivery, 2 on the first redelivery, and so on."""
+        ...
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the broker stored the message (timezone-aware, UTC)."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Transport headers; empty where the transport has none (memory, STAN)."""
+        ...
+
+    async def ack(self) -> None:
+        """Acknowledge; idempotent."""
+        ...
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Ask for redelivery after ``delay`` seconds (``None``: as soon as possible).
+
+        Where the broker has no negative ack (NATS Streaming) this does nothing and the
+        message comes back after ``ack_wait``.
+        """
+        ...
+
+
+MessageHandler = Callable[[TransportMessage], Awaitable[None]]
+"""Called once per delivery. A transport awaits it before handing the same subscription
+its next message, so one subscription's handler never runs twice at once."""
+
+
+@runtime_checkable
+class TransportSubscription(Protocol):
+    @property
+    def subject(self) -> str: ...
+
+    async def close(self) -> None:
+        """Stop receiving; a durable subscription survives and resumes later."""
+        ...
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving and remove the durable state from the broker."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A connection to a broker."""
+
+    @property
+    def url(self) -> str: ...
+
+    async def publish(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
+    ) -> PublishAck:
+        """Send and wait for the broker's confirmation; raise ``PublishError`` on failure."""
+        ...
+
+    async def subscribe(
+        self, subject: str, handler: MessageHandler, options: SubscriptionOptions
+    ) -> TransportSubscription: ...
+
+    async def close(self) -> None:
+        """Close every subscription (durables survive) and the connection; idempotent."""
+        ...
