@@ -8,10 +8,12 @@ from tests.support.factory import TransportFactory
 # defines ``<name>_transport_factory`` (see tests/fixtures/memory.py).
 pytest_plugins = [
     "tests.fixtures.memory",
+    "tests.fixtures.stan",
 ]
 
 TRANSPORTS = [
     "memory",
+    "stan",
 ]
 
 

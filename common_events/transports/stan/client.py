@@ -179,6 +179,8 @@ class StanSubscription:
         self._finished = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # Deliveries may arrive before the answer that carries the ack inbox.
+        self._ready = asyncio.Event()
         self._handler_task: asyncio.Task[Any] | None = None
 
     @property
@@ -188,6 +190,8 @@ class StanSubscription:
     async def _on_delivery(self, raw: NatsMsg) -> None:
         # nats-py awaits this before handing over the subscription's next message, so
         # one subscription's handler never runs twice at once.
+        if not self._ready.is_set():
+            await self._ready.wait()
         if self._stopped:
             return
         try:
@@ -225,6 +229,8 @@ class StanSubscription:
         if self._stopped:
             return
         self._stopped = True
+        # Wake deliveries still waiting for the ack inbox: they see the stop and go.
+        self._ready.set()
         if self._handler_task is not None and self._handler_task is asyncio.current_task():
             # Called from our own handler: unsubscribing cancels nats-py's delivery
             # task, which is the task running this code, so do it once it is idle.
@@ -239,6 +245,10 @@ class StanSubscription:
             # Fails harmlessly when the NATS connection is closed already.
             with contextlib.suppress(nats.errors.Error):
                 await nats_sub.unsubscribe()
+
+    def _set_ready(self, ack_inbox: str) -> None:
+        self.ack_inbox = ack_inbox
+        self._ready.set()
 
     async def _drop(self) -> None:
         """Forget the subscription without asking the streaming server (session lost,
@@ -646,7 +656,7 @@ class StanClient:
             await sub._drop()
             raise SubscribeError(f"the server refused the subscription to {subject!r}: "
                                  f"{response.error}")
-        sub.ack_inbox = response.ack_inbox
+        sub._set_ready(response.ack_inbox)
         self._subscriptions[inbox] = sub
         if self.state is not State.CONNECTED:
             await sub._drop()
