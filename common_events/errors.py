@@ -30,6 +30,13 @@ class AuthenticationError(ConnectError):
     """The broker refused the credentials."""
 
 
+class StreamConflict(ConnectError):
+    """The JetStream stream exists but its subjects or settings differ from what is needed.
+
+    Nothing was changed on the server; the message says what differs.
+    """
+
+
 class PublishError(TransportError):
     """The broker did not confirm a publish."""
 
