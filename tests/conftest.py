@@ -9,11 +9,13 @@ from tests.support.factory import TransportFactory
 pytest_plugins = [
     "tests.fixtures.memory",
     "tests.fixtures.stan",
+    "tests.fixtures.jetstream",
 ]
 
 TRANSPORTS = [
     "memory",
     "stan",
+    "jetstream",
 ]
 
 
