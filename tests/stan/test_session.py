@@ -1,0 +1,248 @@
+"""The streaming session against the real server: connect errors, close, loss, publish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from common_events.errors import (
+    AuthenticationError,
+    ConnectError,
+    ConnectionLost,
+    PublishTimeout,
+    TransportClosed,
+)
+from common_events.transports.base import SubscriptionOptions, TransportMessage
+from common_events.transports.stan import StanTransport, connect
+from tests.fixtures.stan import ServerFactory, StanServer
+from tests.support.collect import Collector
+
+SUBJECT = "ticket:created"
+
+
+@pytest.fixture
+async def transports() -> AsyncIterator[list[StanTransport]]:
+    """Transports a test opens itself (with its own options); closed at teardown."""
+    made: list[StanTransport] = []
+    yield made
+    for transport in made:
+        await transport.close()
+
+
+@pytest.fixture
+def frozen(stan_server: StanServer) -> Iterator[Callable[[], None]]:
+    """Freeze the server with SIGSTOP (it keeps its sockets, answers nothing); always
+    thawed at teardown so the fixture can stop it."""
+    stopped = False
+
+    def freeze() -> None:
+        nonlocal stopped
+        assert stan_server.process is not None
+        os.kill(stan_server.process.pid, signal.SIGSTOP)
+        stopped = True
+
+    yield freeze
+    if stopped and stan_server.process is not None:
+        os.kill(stan_server.process.pid, signal.SIGCONT)
+
+
+async def test_wrong_cluster_id_says_so(stan_server: StanServer) -> None:
+    with pytest.raises(ConnectError, match=r"cluster id 'ticketing'.*check the cluster id"):
+        await connect(stan_server.url, cluster_id="ticketing")
+
+
+async def test_client_id_in_use_says_so(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    transports.append(await connect(stan_server.url, client_id="tickets-1"))
+    with pytest.raises(ConnectError, match=r"client id 'tickets-1'.*already uses it"):
+        await connect(stan_server.url, client_id="tickets-1")
+
+
+async def test_bad_credentials_say_so(
+    stan_server_factory: ServerFactory, transports: list[StanTransport]
+) -> None:
+    server = stan_server_factory(extra_args=("--user", "tickets", "--pass", "s3cret"))
+    with pytest.raises(AuthenticationError, match="refused the credentials"):
+        await connect(server.url, user="tickets", password="wrong")
+    with pytest.raises(AuthenticationError):
+        await connect(server.url)
+    transport = await connect(server.url, user="tickets", password="s3cret")
+    transports.append(transport)
+    assert transport.client_id in server.client_ids()
+
+
+async def test_no_server_at_the_address_says_so(stan_server: StanServer) -> None:
+    stan_server.stop()
+    with pytest.raises(ConnectError, match="could not connect to the NATS server"):
+        await connect(stan_server.url, connect_timeout=0.5)
+
+
+async def test_close_makes_the_server_forget_the_client_at_once(
+    stan_server: StanServer,
+) -> None:
+    transport = await connect(stan_server.url, client_id="tickets-7f3a")
+    await transport.subscribe(SUBJECT, Collector(), SubscriptionOptions(durable_name="d"))
+    assert "tickets-7f3a" in stan_server.client_ids()
+
+    await transport.close()
+
+    # Right away, no waiting for missed heartbeats: the CloseRequest did it.
+    assert "tickets-7f3a" not in stan_server.client_ids()
+    # So the same client id can come straight back, as a restarted service would.
+    again = await connect(stan_server.url, client_id="tickets-7f3a")
+    await again.close()
+    await transport.close()  # idempotent
+    with pytest.raises(TransportClosed):
+        await transport.publish(SUBJECT, b"{}")
+
+
+async def test_without_close_request_the_server_keeps_a_stale_client(
+    stan_server: StanServer,
+) -> None:
+    # What the reference course shows: a process that drops its connection without
+    # CloseRequest stays registered until the server's heartbeats give up on it.
+    transport = await connect(stan_server.url, client_id="tickets-stale")
+    await transport.client.nats.close()
+    assert "tickets-stale" in stan_server.client_ids()
+    await transport.close()
+
+
+async def test_close_keeps_a_durable_and_unsubscribe_removes_it(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    transport = await connect(stan_server.url)
+    transports.append(transport)
+    options = SubscriptionOptions(queue_group="orders-service", durable_name="orders-service")
+    kept = await transport.subscribe(SUBJECT, Collector(), options)
+    removed = await transport.subscribe("ticket:updated", Collector(), options)
+
+    await kept.close()
+    await removed.unsubscribe()
+
+    channels = {
+        channel["name"]: channel.get("subscriptions") or []
+        for channel in stan_server.monitor("/streaming/channelsz?subs=1")["channels"]
+    }
+    (durable,) = channels[SUBJECT]
+    assert durable["queue_name"] == "orders-service:orders-service"
+    assert durable["is_durable"] is True and durable["is_offline"] is True
+    assert channels["ticket:updated"] == []
+
+
+async def test_lost_session_is_reported_by_callback_and_log(
+    stan_server: StanServer,
+    transports: list[StanTransport],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lost: asyncio.Queue[ConnectionLost] = asyncio.Queue()
+    transport = await connect(
+        stan_server.url,
+        ping_interval=0.2,
+        ping_max_out=3,
+        reconnect_time_wait=0.1,
+        on_connection_lost=lost.put_nowait,
+    )
+    transports.append(transport)
+    collector = Collector()
+    await transport.subscribe(SUBJECT, collector, SubscriptionOptions())
+
+    # A memory-store server that restarts has forgotten every client: nats-py
+    # reconnects, the next PING is answered with an error.
+    with caplog.at_level(logging.ERROR, logger="common_events.transports.stan"):
+        stan_server.restart()
+        error = await asyncio.wait_for(lost.get(), timeout=10)
+
+    assert "no longer knows client" in str(error)
+    assert any(
+        record.levelno == logging.ERROR and transport.client_id in record.getMessage()
+        for record in caplog.records
+    )
+    assert not transport.is_connected
+    with pytest.raises(ConnectionLost):
+        await transport.publish(SUBJECT, b"{}")
+    with pytest.raises(ConnectionLost):
+        await transport.subscribe(SUBJECT, collector, SubscriptionOptions())
+    await transport.close()  # closing a lost transport is fine
+
+
+async def test_unanswered_pings_count_as_a_lost_session(
+    stan_server: StanServer,
+    transports: list[StanTransport],
+    frozen: Callable[[], None],
+) -> None:
+    lost: asyncio.Queue[ConnectionLost] = asyncio.Queue()
+
+    async def on_lost(error: ConnectionLost) -> None:  # coroutine callbacks work too
+        await lost.put(error)
+
+    transport = await connect(
+        stan_server.url, ping_interval=0.1, ping_max_out=2, on_connection_lost=on_lost
+    )
+    transports.append(transport)
+    frozen()
+    error = await asyncio.wait_for(lost.get(), timeout=10)
+    assert "did not answer 2 PINGs" in str(error)
+
+
+async def test_publishes_in_flight_are_bounded_and_each_times_out_on_its_own(
+    stan_server: StanServer,
+    transports: list[StanTransport],
+    frozen: Callable[[], None],
+) -> None:
+    transport = await connect(
+        stan_server.url, max_pub_acks_inflight=4, publish_timeout=0.5, ping_interval=60
+    )
+    transports.append(transport)
+    frozen()
+    tasks = [asyncio.create_task(transport.publish(SUBJECT, b"{}")) for _ in range(10)]
+    async with asyncio.timeout(5):
+        while transport.client.pub_acks_inflight < 4:
+            await asyncio.sleep(0.01)
+    # Four are out; the other six wait for a free slot instead of being sent.
+    assert transport.client.pub_acks_inflight == 4
+    assert not any(task.done() for task in tasks)
+
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    assert all(isinstance(result, PublishTimeout) for result in results)
+    assert transport.client.pub_acks_inflight == 0
+
+
+async def test_many_publishes_in_flight_all_confirmed(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    transport = await connect(stan_server.url, max_pub_acks_inflight=64)
+    transports.append(transport)
+    acks = await asyncio.gather(*(transport.publish(SUBJECT, b"%d" % n) for n in range(2000)))
+    assert len({ack.guid for ack in acks}) == 2000
+    channel = stan_server.monitor(f"/streaming/channelsz?channel={SUBJECT}")
+    assert channel["msgs"] == 2000
+
+
+async def test_deliveries_count_redeliveries_as_the_server_does(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    transport = await connect(stan_server.url)
+    transports.append(transport)
+    await transport.publish(SUBJECT, b"{}")
+    seen: list[TransportMessage] = []
+    third = asyncio.Event()
+
+    async def never_ack(message: TransportMessage) -> None:
+        seen.append(message)
+        await message.nak()  # no negative ack in STAN: it comes back after ack wait
+        if len(seen) == 3:
+            await message.ack()
+            third.set()
+
+    await transport.subscribe(SUBJECT, never_ack, SubscriptionOptions(ack_wait=1))
+    await asyncio.wait_for(third.wait(), timeout=10)
+    assert [m.delivery_count for m in seen] == [1, 2, 3]
+    assert [m.redelivered for m in seen] == [False, True, True]
+    assert {m.sequence for m in seen} == {1}
+    assert dict(seen[0].headers) == {}
