@@ -60,7 +60,9 @@ def _to_utc_milliseconds(value: datetime) -> datetime:
 def to_iso_string(value: datetime) -> str:
     """Write a date-time as JavaScript's ``Date.prototype.toISOString()`` does."""
     utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # strftime("%Y") does not pad years before 1000 on every platform; JavaScript
+    # always writes four digits ("0005-01-01T00:00:00.000Z").
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 UtcDatetime = Annotated[
