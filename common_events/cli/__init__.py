@@ -1,0 +1,1 @@
+"""The ``common-events`` command line: demo, schema, asyncapi, monitor."""

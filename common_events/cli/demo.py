@@ -1,0 +1,104 @@
+"""``common-events demo``: the ticketing scenario, narrated, with a table at the end.
+
+With no ``--url`` it starts ``nats-server`` from the installed ``server`` extra on a free
+loopback port (JetStream, temporary directory) and stops it after; ``--url`` runs
+against an existing broker (``nats://``, ``stan://`` or ``memory://``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from common_events.cli.scenario import Scenario, ScenarioReport
+from common_events.core.bus import Bus, connect
+from common_events.transports.memory import MemoryBroker
+
+log = logging.getLogger("common_events.cli.demo")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the ticketing scenario end to end",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--url",
+        help="broker to run against (default: start an embedded nats-server)",
+    )
+    parser.add_argument("--cluster-id", default=None, help="NATS Streaming cluster id")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.verbose == 0:
+        # The narration already says when a handler fails on purpose; the tracebacks
+        # the listeners log for it would only bury the story. -v shows them.
+        logging.getLogger("common_events.listener").setLevel(logging.CRITICAL)
+    return asyncio.run(run_demo(args.url, cluster_id=args.cluster_id))
+
+
+@contextlib.asynccontextmanager
+async def _broker_url(url: str | None) -> AsyncIterator[str]:
+    if url is not None:
+        yield url
+        return
+    from common_events.embedded import EmbeddedNatsServer
+
+    async with EmbeddedNatsServer() as server:
+        _say(f"Started nats-server with JetStream at {server.url} (embedded, temporary)")
+        yield server.url
+    _say("Stopped the embedded nats-server")
+
+
+async def run_demo(url: str | None = None, *, cluster_id: str | None = None) -> int:
+    options: dict[str, Any] = {}
+    if cluster_id is not None:
+        options["cluster_id"] = cluster_id
+    if url is not None and url.startswith("memory:"):
+        # Every service of the scenario must reach the same in-process broker.
+        options["broker"] = MemoryBroker()
+    try:
+        async with _broker_url(url) as broker_url:
+
+            async def connect_bus() -> Bus:
+                return await connect(broker_url, **options)
+
+            report = await Scenario(connect_bus, _say).run()
+    except Exception as error:  # the demo explains, it does not dump a traceback
+        log.debug("demo failed", exc_info=True)
+        _say(f"\nThe demo could not run: {type(error).__name__}: {error}")
+        return 1
+    _say("")
+    _say(render_table(report))
+    if report.held:
+        _say("\nEvery step held.")
+        return 0
+    failed = ", ".join(f"{step.number} ({step.title})" for step in report.failed)
+    _say(f"\nFailed step(s): {failed or 'the scenario stopped early'}")
+    return 1
+
+
+def render_table(report: ScenarioReport) -> str:
+    rows = [("step", "what", "result", "detail")]
+    rows += [
+        (str(step.number), step.title, "ok" if step.held else "FAILED", step.detail)
+        for step in report.steps
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             for row in rows]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _say(text: str) -> None:
+    # The CLI's output is the narration; the library itself never prints.
+    print(text, file=sys.stdout, flush=True)
