@@ -100,7 +100,7 @@ class EmbeddedNatsServer:
         server_name: str | None = None,
         binary: str | os.PathLike[str] | None = None,
         ready_timeout: float = 20.0,
-        wait_for_jetstream: bool = True,
+        jetstream: bool = True,
     ) -> None:
         self.port = port if port is not None else free_loopback_port()
         self.monitor_port = monitor_port if monitor_port is not None else free_loopback_port()
@@ -108,7 +108,7 @@ class EmbeddedNatsServer:
         self._binary = Path(binary) if binary is not None else None
         self._config = config
         self._ready_timeout = ready_timeout
-        self._wait_for_jetstream = wait_for_jetstream
+        self._jetstream = jetstream
         self._own_store = store_dir is None
         self._store_dir = Path(store_dir) if store_dir is not None else None
         self._work_dir: Path | None = None
@@ -182,7 +182,7 @@ class EmbeddedNatsServer:
         """Poll the monitoring endpoint until the server (and JetStream) report healthy."""
         limit = within if within is not None else self._ready_timeout
         deadline = time.monotonic() + limit
-        path = _HEALTH_PATH if self._wait_for_jetstream else "/healthz"
+        path = _HEALTH_PATH if self._jetstream else "/healthz"
         delay = 0.01
         while True:
             if not self.running:
@@ -258,11 +258,13 @@ class EmbeddedNatsServer:
     def _config_text(self) -> str:
         assert self._store_dir is not None
         store = str(self._store_dir).replace("\\", "/")
+        # ``jetstream=False`` gives a plain core NATS server, as some deployments run.
+        jetstream = f'jetstream {{\n  store_dir: "{store}"\n}}\n' if self._jetstream else ""
         return (
             f'server_name: "{self.server_name}"\n'
             f'listen: "127.0.0.1:{self.port}"\n'
             f'http: "127.0.0.1:{self.monitor_port}"\n'
-            f'jetstream {{\n  store_dir: "{store}"\n}}\n'
+            f"{jetstream}"
             f"{self._config}\n"
         )
 

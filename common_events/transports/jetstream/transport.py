@@ -405,10 +405,12 @@ class JetStreamTransport:
         try:
             await client.connect(**kwargs)
         except ConnectError:
+            self._closing = True
             with contextlib.suppress(Exception):
                 await client.close()
             raise
         except (OSError, nats.errors.Error, TimeoutError) as error:
+            self._closing = True
             with contextlib.suppress(Exception):
                 await client.close()
             reasons = "; ".join(self._connect_failures) or str(error) or type(error).__name__
@@ -420,6 +422,10 @@ class JetStreamTransport:
         self._jsm = client.jsm(timeout=options.request_timeout)
         try:
             await self._ensure_stream()
+        except ConnectError as error:
+            await self._shutdown_client()
+            # Say which server: with several environments the URL is half the answer.
+            raise type(error)(f"NATS at {where}: {error}") from None
         except BaseException:
             await self._shutdown_client()
             raise
@@ -564,7 +570,7 @@ class JetStreamTransport:
         match = _VIOLATION.search(text)
         if match is not None:
             kind, subject = match.group(1).lower(), match.group(2)
-            if not self._watch.violation(kind, subject, f"{kind} to {subject!r} denied: {text}"):
+            if not self._watch.violation(kind, subject, text.removeprefix("nats: ")):
                 logger.error("NATS refused %s to %r: permission denied", kind, subject)
             return
         if isinstance(error, nats.errors.SlowConsumerError):
@@ -586,7 +592,7 @@ class JetStreamTransport:
         return "the server requires credentials and none were given (user/password, token=...)"
 
     async def _on_disconnected(self) -> None:
-        if not self._closing:
+        if not (self._closing or self._connecting):
             logger.warning("disconnected from NATS; reconnecting")
 
     async def _on_reconnected(self) -> None:
@@ -595,7 +601,7 @@ class JetStreamTransport:
         logger.warning("reconnected to NATS at %s", where.rsplit("@", 1)[-1])
 
     async def _on_closed(self) -> None:
-        if not self._closing:
+        if not (self._closing or self._connecting):
             self._lost = True
             logger.error("the NATS connection closed for good (no server reachable)")
 
@@ -642,8 +648,8 @@ class JetStreamTransport:
                 )
             except PermissionDenied as error:
                 raise PermissionDenied(
-                    f"NATS refused the publish to {subject!r}: the user has no permission "
-                    f"to publish there ({error}); nothing was stored"
+                    f"NATS refused the publish to {subject!r} ({error}): the user may not "
+                    "publish there; nothing was stored"
                 ) from None
             except nats.js.errors.NoStreamResponseError:
                 if subject not in self._stream_subjects:
