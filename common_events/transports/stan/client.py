@@ -65,6 +65,10 @@ class ClientOptions:
     """PINGs without answer after which the session counts as lost."""
 
 
+class NoStreamingServerError(ConnectError):
+    """Nothing answered the connect request: wrong cluster id, or no streaming server."""
+
+
 class State(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -365,13 +369,13 @@ class StanClient:
         try:
             reply = await nc.request(subject, request, timeout=opts.connect_timeout)
         except nats.errors.NoRespondersError:
-            raise ConnectError(
+            raise NoStreamingServerError(
                 f"no NATS Streaming server with cluster id {self.cluster_id!r} answered on "
                 f"{subject!r}: check the cluster id (nats-streaming-server -cid) and that "
                 "the server is a streaming server"
             ) from None
         except (nats.errors.TimeoutError, TimeoutError):
-            raise ConnectError(
+            raise NoStreamingServerError(
                 f"no answer to the connect request for cluster id {self.cluster_id!r} "
                 f"within {opts.connect_timeout}s: wrong cluster id, or the server is busy"
             ) from None
