@@ -1,0 +1,123 @@
+"""``common-events schema``: export the JSON Schemas, check compatibility, write TypeScript."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from common_events import __version__
+from common_events.contracts.compatibility import Mode, check_compatibility
+from common_events.contracts.schema import Schema, export_schemas, read_schemas, write_schemas
+from common_events.contracts.snapshots import load_release, released_versions
+from common_events.contracts.typescript import typescript_declarations
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "schema",
+        help="JSON Schemas of the events: export, compatibility check, TypeScript",
+        description="JSON Schemas (draft 2020-12) of the events' wire JSON.",
+    )
+    commands = parser.add_subparsers(dest="schema_command", metavar="ACTION", required=True)
+
+    export = commands.add_parser(
+        "export", help="write one JSON Schema per subject into DIR (ticket.created.json, ...)"
+    )
+    export.add_argument("directory", metavar="DIR", type=Path)
+    export.set_defaults(func=run_export)
+
+    check = commands.add_parser(
+        "check",
+        help="compare today's models with released schemas; exit 1 on a breaking change",
+        description=(
+            "Compare today's event models with released schemas and list every change "
+            "with its verdict. 'consumers on X' are services on X that receive what this "
+            "version sends; 'producers on X' are services on X whose events this version "
+            "receives."
+        ),
+    )
+    check.add_argument(
+        "--against",
+        metavar="VERSION|DIR",
+        action="append",
+        help=(
+            "a released version or a directory of schemas; repeat for several "
+            "(default: every released version, or the latest with --no-transitive)"
+        ),
+    )
+    check.add_argument(
+        "--mode",
+        choices=[mode.value for mode in Mode],
+        default=Mode.FULL.value,
+        help="backward: this version reads older events; forward: older versions read "
+        "this version's events; full (default): both",
+    )
+    check.add_argument(
+        "--transitive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check against every released version (default), not only the latest",
+    )
+    check.set_defaults(func=run_check)
+
+    typescript = commands.add_parser(
+        "typescript", help="write TypeScript declarations (.d.ts) of the events"
+    )
+    typescript.add_argument(
+        "-o", "--output", metavar="FILE", type=Path, help="write here instead of stdout"
+    )
+    typescript.set_defaults(func=run_typescript)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    paths = write_schemas(args.directory, export_schemas())
+    for path in paths:
+        print(path)
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        baselines = _baselines(args.against, transitive=args.transitive)
+    except (LookupError, ValueError, OSError) as error:
+        print(f"common-events schema check: {error}", file=sys.stderr)
+        return 2
+    if not baselines:
+        print("no released schemas to check against")
+        return 0
+    report = check_compatibility(export_schemas(), baselines, Mode(args.mode))
+    for line in report.lines():
+        print(line)
+    return 0 if report.compatible else 1
+
+
+def run_typescript(args: argparse.Namespace) -> int:
+    text = typescript_declarations(version=__version__)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+        print(args.output)
+    return 0
+
+
+def _baselines(against: list[str] | None, *, transitive: bool) -> dict[str, dict[str, Schema]]:
+    if against:
+        return {label: _load(label) for label in against}
+    versions = released_versions()
+    if not transitive:
+        versions = versions[-1:]
+    return {version: load_release(version) for version in versions}
+
+
+def _load(label: str) -> dict[str, Schema]:
+    path = Path(label)
+    if path.is_dir():
+        return read_schemas(path)
+    if label in released_versions():
+        return load_release(label)
+    known = ", ".join(released_versions()) or "none"
+    raise LookupError(f"{label!r} is neither a directory nor a released version ({known})")
