@@ -133,8 +133,9 @@ async def test_message_past_max_deliveries_goes_to_dead_letter(
     assert letter.delivery_count == Recorder.max_deliveries
     assert "the database is down" in letter.error
     payload: dict[str, Any] = ticket(1).model_dump(mode="json")
-    assert TicketCreatedEvent.model_validate_json(letter.original_payload()).model_dump(
-        mode="json"
-    ) == payload
+    assert (
+        TicketCreatedEvent.model_validate_json(letter.original_payload()).model_dump(mode="json")
+        == payload
+    )
     assert listener.events == [ticket(2)]
     assert listener.deliveries.count(1) >= 2  # t1 and t2 both arrived a first time

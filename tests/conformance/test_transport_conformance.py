@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from common_events.transports.base import SubscriptionOptions
+from common_events.transports.base import MessageHandler, SubscriptionOptions, TransportMessage
 from tests.support.collect import Collector
 from tests.support.factory import TransportFactory
 
@@ -74,17 +74,23 @@ async def test_queue_group_members_split_the_work_none_lost_or_doubled(
     transport_factory: TransportFactory,
 ) -> None:
     options = SubscriptionOptions(queue_group="orders-service", durable_name="orders-service")
-    first, second = Collector(), Collector()
+    first, second, both = Collector(), Collector(), Collector(ack=False)
+
+    def member(collector: Collector) -> MessageHandler:
+        async def handle(message: TransportMessage) -> None:
+            await collector(message)
+            await both(message)
+
+        return handle
+
     service_a, service_b = await transport_factory(), await transport_factory()
-    await service_a.subscribe(SUBJECT, first, options)
-    await service_b.subscribe(SUBJECT, second, options)
+    await service_a.subscribe(SUBJECT, member(first), options)
+    await service_b.subscribe(SUBJECT, member(second), options)
 
     publisher = await transport_factory()
     await asyncio.gather(*(publisher.publish(SUBJECT, payload(n)) for n in range(100)))
 
-    async with asyncio.timeout(20):
-        while len(first.messages) + len(second.messages) < 100:
-            await asyncio.sleep(0.02)
+    await both.wait_for_count(100, timeout=20)
     received = numbers(first) + numbers(second)
     assert sorted(received) == list(range(100)), "every message exactly once"
     assert first.messages and second.messages, "both members got a share"

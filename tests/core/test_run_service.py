@@ -1,0 +1,107 @@
+"""``run_service``: SIGTERM stops intake, waits for handlers, keeps durables, closes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from common_events import (
+    Bus,
+    Listener,
+    Message,
+    Publisher,
+    TicketCreatedEvent,
+    connect,
+    run_service,
+)
+from common_events.transports.memory import MemoryBroker, MemoryTransport
+
+
+class TicketCreatedPublisher(Publisher[TicketCreatedEvent]):
+    pass
+
+
+class SlowListener(Listener[TicketCreatedEvent]):
+    queue_group = "orders-service"
+
+    def __init__(self, bus: Bus) -> None:
+        super().__init__(bus)
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.finished: list[str] = []
+        self.done = asyncio.Event()
+        self.paused = asyncio.Event()
+
+    def pause(self) -> None:
+        super().pause()
+        self.paused.set()
+
+    async def on_message(self, event: TicketCreatedEvent, msg: Message) -> None:
+        self.started.set()
+        await self.release.wait()
+        self.finished.append(event.id)
+        await msg.ack()
+        self.done.set()
+
+
+def ticket(n: int) -> TicketCreatedEvent:
+    return TicketCreatedEvent(id=f"t{n}", version=0, title="x", price=1, user_id="u")
+
+
+async def test_sigterm_waits_for_the_handler_in_flight_then_closes() -> None:
+    broker = MemoryBroker()
+    bus = await connect("memory://", broker=broker)
+    listener = SlowListener(bus)
+    service = asyncio.create_task(run_service(bus, listener, shutdown_timeout=10))
+
+    await TicketCreatedPublisher(bus).publish(ticket(1))
+    async with asyncio.timeout(5):
+        await listener.started.wait()
+    os.kill(os.getpid(), signal.SIGTERM)
+    async with asyncio.timeout(5):
+        await listener.paused.wait()  # the signal reached the service
+    assert not service.done(), "it waits for the handler in flight"
+
+    listener.release.set()
+    async with asyncio.timeout(5):
+        await service
+    assert listener.finished == ["t1"]
+    assert bus.closed
+    assert not listener.listening
+    assert broker.has_durable("ticket:created", "orders-service", "orders-service")
+
+    # The next start resumes after what was acknowledged.
+    async with await connect("memory://", broker=broker) as again:
+        await TicketCreatedPublisher(again).publish(ticket(2))
+        resumed = SlowListener(again)
+        resumed.release.set()
+        await resumed.listen()
+        async with asyncio.timeout(5):
+            await resumed.done.wait()
+        assert resumed.finished == ["t2"]
+
+
+async def test_a_stuck_handler_does_not_hold_shutdown_forever() -> None:
+    broker = MemoryBroker()
+    bus = await connect("memory://", broker=broker)
+    listener = SlowListener(bus)
+    stop = asyncio.Event()
+    service = asyncio.create_task(run_service(bus, listener, shutdown_timeout=0.2, stop=stop))
+    await TicketCreatedPublisher(bus).publish(ticket(1))
+    async with asyncio.timeout(5):
+        await listener.started.wait()
+    stop.set()
+    async with asyncio.timeout(5):
+        await service
+    assert bus.closed
+    assert listener.finished == []
+    # Not acknowledged: the next instance gets it.
+    async with await connect("memory://", broker=broker) as again:
+        assert isinstance(again.transport, MemoryTransport)
+        resumed = SlowListener(again)
+        resumed.release.set()
+        await resumed.listen()
+        async with asyncio.timeout(5):
+            await resumed.done.wait()
+        assert resumed.finished == ["t1"]
