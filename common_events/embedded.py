@@ -41,7 +41,9 @@ __all__ = [
 
 logger = logging.getLogger("common_events.embedded")
 
-_HEALTH_PATH = "/healthz?js-enabled-only=true"
+# The full health check: with JetStream it also waits until the node is in contact with
+# a meta leader, which in a fresh cluster takes a few seconds of election.
+_HEALTH_PATH = "/healthz"
 
 
 class NatsServerNotFound(CommonEventsError, FileNotFoundError):
@@ -182,7 +184,7 @@ class EmbeddedNatsServer:
         """Poll the monitoring endpoint until the server (and JetStream) report healthy."""
         limit = within if within is not None else self._ready_timeout
         deadline = time.monotonic() + limit
-        path = _HEALTH_PATH if self._jetstream else "/healthz"
+        path = _HEALTH_PATH
         delay = 0.01
         while True:
             if not self.running:
