@@ -155,6 +155,8 @@ class EmbeddedNatsServer:
         if self.running:
             return
         binary = self._binary or find_nats_server()
+        if not binary.is_file():
+            raise NatsServerNotFound(f"nats-server binary {binary} does not exist")
         if self._work_dir is None:
             self._work_dir = Path(tempfile.mkdtemp(prefix="common-events-nats-"))
         if self._store_dir is None:
