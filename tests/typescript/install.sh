@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the pinned TypeScript compiler and AsyncAPI schemas for tests/contracts, from
+# package-lock.json. Idempotent: does nothing when node_modules matches the lock file.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v npm >/dev/null 2>&1; then
+  echo "tests/typescript/install.sh: npm is not installed; install Node.js 18 or later" >&2
+  exit 1
+fi
+# npm writes node_modules/.package-lock.json after every install; older than the lock
+# file means the lock changed since.
+if [ -f node_modules/.package-lock.json ] && [ ! package-lock.json -nt node_modules/.package-lock.json ]; then
+  exit 0
+fi
+npm ci --no-audit --no-fund --loglevel=error
