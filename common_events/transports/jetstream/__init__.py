@@ -14,12 +14,11 @@ from common_events.transports.jetstream.streams import (
     stream_differences,
     subject_matches,
 )
-from common_events.transports.jetstream.transport import (
+from common_events.transports.jetstream.subscription import (
     JetStreamMessage,
     JetStreamSubscription,
-    JetStreamTransport,
-    connect,
 )
+from common_events.transports.jetstream.transport import JetStreamTransport, connect
 
 __all__ = [
     "ConsumerPlan",

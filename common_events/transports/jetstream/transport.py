@@ -3,14 +3,8 @@
 Publishing is a JetStream publish with headers (``Nats-Msg-Id`` for de-duplication, the
 content type, the package version), retried with the same message id until the publish
 timeout, so a publish that raced a server failure is stored once. Each subscription is
-a push consumer (see ``consumers.py``) whose messages go through a local queue to one
-task that awaits the handler, so one subscription never runs two handlers at once and
-closing it never cancels a handler half-way.
-
-nats-py reports permission violations only to its error callback, while the request
-that caused one would simply time out. The transport therefore registers each waiting
-request by subject; a violation for that subject interrupts the wait and turns into
-``PermissionDenied`` at once.
+a push consumer (``consumers.py`` chooses it, ``subscription.py`` runs it); refusals of
+the server become errors of the call that caused them (``permissions.py``).
 """
 
 from __future__ import annotations
@@ -21,16 +15,12 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import api
 
 from common_events.errors import (
@@ -54,11 +44,15 @@ from common_events.transports.base import (
 )
 from common_events.transports.jetstream.consumers import ConsumerPlan, plan_consumer
 from common_events.transports.jetstream.options import JetStreamOptions, parse_servers, redact
+from common_events.transports.jetstream.permissions import PermissionWatch
 from common_events.transports.jetstream.streams import (
     ExistingStream,
     StreamSpec,
     event_subjects,
     stream_differences,
+)
+from common_events.transports.jetstream.subscription import (
+    JetStreamSubscription,
 )
 
 logger = logging.getLogger("common_events.transports.jetstream")
@@ -90,254 +84,6 @@ def _version() -> str:
     return str(getattr(common_events, "__version__", "0"))
 
 
-@dataclass(eq=False, slots=True)
-class _Wait:
-    """A task waiting on the server for something a permission violation would block."""
-
-    kind: str  # "publish" or "subscription", as the server words it
-    subject: str
-    prefix: bool
-    task: asyncio.Task[Any]
-    denied: str | None = field(default=None)
-
-    def covers(self, kind: str, subject: str) -> bool:
-        if kind != self.kind:
-            return False
-        return subject.startswith(self.subject) if self.prefix else subject == self.subject
-
-
-class _PermissionWatch:
-    """Turns the server's asynchronous permission errors into errors of the waiting call."""
-
-    def __init__(self) -> None:
-        self._waits: set[_Wait] = set()
-
-    async def run(
-        self, kind: str, subject: str, awaitable: Awaitable[T], *, prefix: bool = False
-    ) -> T:
-        task = asyncio.current_task()
-        assert task is not None, "called outside a task"
-        wait = _Wait(kind, subject, prefix, task)
-        self._waits.add(wait)
-        try:
-            return await awaitable
-        except asyncio.CancelledError:
-            if wait.denied is None:
-                raise
-            task.uncancel()
-            raise PermissionDenied(wait.denied) from None
-        finally:
-            self._waits.discard(wait)
-
-    def violation(self, kind: str, subject: str, text: str) -> bool:
-        """Interrupt every wait on ``subject``; whether anything was waiting."""
-        hit = False
-        for wait in list(self._waits):
-            if wait.denied is None and wait.covers(kind, subject):
-                wait.denied = text
-                wait.task.cancel()
-                hit = True
-        return hit
-
-
-class JetStreamMessage:
-    """One delivery from a push consumer."""
-
-    __slots__ = ("_metadata", "_msg", "_settled")
-
-    def __init__(self, msg: Msg) -> None:
-        self._msg = msg
-        self._metadata = msg.metadata
-        self._settled = False
-
-    @property
-    def subject(self) -> str:
-        return self._msg.subject
-
-    @property
-    def data(self) -> bytes:
-        return self._msg.data
-
-    @property
-    def sequence(self) -> int:
-        return int(self._metadata.sequence.stream)
-
-    @property
-    def redelivered(self) -> bool:
-        return self._metadata.num_delivered > 1
-
-    @property
-    def delivery_count(self) -> int:
-        return int(self._metadata.num_delivered)
-
-    @property
-    def timestamp(self) -> datetime:
-        return self._metadata.timestamp
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        headers = self._msg.headers
-        return MappingProxyType(headers) if headers else _EMPTY_HEADERS
-
-    @property
-    def settled(self) -> bool:
-        return self._settled
-
-    async def ack(self) -> None:
-        if self._settled:
-            return
-        self._settled = True
-        try:
-            await self._msg.ack()
-        except nats.errors.ConnectionClosedError:
-            raise ConnectionLost(
-                "the connection is closed; the message will be redelivered"
-            ) from None
-
-    async def nak(self, delay: float | None = None) -> None:
-        if self._settled:
-            return
-        self._settled = True
-        try:
-            await self._msg.nak(delay=delay if delay and delay > 0 else None)
-        except nats.errors.ConnectionClosedError:
-            raise ConnectionLost(
-                "the connection is closed; the message will be redelivered"
-            ) from None
-
-    def __repr__(self) -> str:
-        return (
-            f"JetStreamMessage(subject={self.subject!r}, sequence={self.sequence}, "
-            f"delivery_count={self.delivery_count})"
-        )
-
-
-class JetStreamSubscription:
-    """A push-consumer subscription; ``close()`` keeps a durable, ``unsubscribe()`` not."""
-
-    def __init__(
-        self,
-        transport: JetStreamTransport,
-        subject: str,
-        handler: MessageHandler,
-        plan: ConsumerPlan,
-    ) -> None:
-        self._transport = transport
-        self._subject = subject
-        self._handler = handler
-        self.plan = plan
-        # None wakes the loop when the subscription stops.
-        self._queue: asyncio.Queue[Msg | None] = asyncio.Queue()
-        self._nats_subscription: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._closed = False
-
-    @property
-    def subject(self) -> str:
-        return self._subject
-
-    @property
-    def consumer_name(self) -> str:
-        return self.plan.name
-
-    async def _start(self, client: Client) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"common-events jetstream {self.plan.name}"
-        )
-        self._nats_subscription = await client.subscribe(
-            self.plan.deliver_subject, queue=self.plan.deliver_group or "", cb=self._receive
-        )
-
-    async def _receive(self, msg: Msg) -> None:
-        # nats-py awaits this for every message; handing it to our own queue keeps the
-        # handler out of nats-py's task, which unsubscribe() would cancel mid-handler.
-        self._queue.put_nowait(msg)
-
-    async def _run(self) -> None:
-        while True:
-            msg = await self._queue.get()
-            if msg is None or self._stopping:
-                self._queue.put_nowait(msg)
-                return
-            if not msg.reply or not msg.reply.startswith("$JS.ACK."):
-                # Status messages (heartbeats, flow control) are not deliveries.
-                logger.debug("ignoring non-delivery on %s: %r", msg.subject, msg.headers)
-                continue
-            try:
-                message = JetStreamMessage(msg)
-            except Exception:
-                logger.exception("unreadable JetStream delivery on %s; skipped", msg.subject)
-                continue
-            try:
-                await self._transport._handle(self._handler, message)
-            except Exception:
-                # The handler answers for its message: not acknowledged, it comes back
-                # after ack_wait; the subscription itself lives on.
-                logger.exception(
-                    "handler failed on %s #%d (delivery %d); it will be redelivered",
-                    message.subject,
-                    message.sequence,
-                    message.delivery_count,
-                )
-
-    async def _stop(self) -> None:
-        """Stop receiving, let the running handler finish, hand back what is queued."""
-        self._stopping = True
-        nats_subscription, self._nats_subscription = self._nats_subscription, None
-        client = self._transport._client
-        if nats_subscription is not None and client is not None and not client.is_closed:
-            with contextlib.suppress(nats.errors.Error):
-                await nats_subscription.unsubscribe()
-        task, self._task = self._task, None
-        if task is not None:
-            # Wake the loop if it waits on an empty queue; it re-queues what it takes.
-            self._queue.put_nowait(None)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self._transport.options.close_timeout)
-            except TimeoutError:
-                logger.warning(
-                    "handler on %s still running after %.0fs; cancelling it",
-                    self._subject,
-                    self._transport.options.close_timeout,
-                )
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        # Messages received but never handed to the handler go back to the consumer now
-        # (to another group member, or to this durable when it returns) instead of
-        # waiting out ack_wait.
-        while not self._queue.empty():
-            msg = self._queue.get_nowait()
-            if msg is None or not msg.reply or not msg.reply.startswith("$JS.ACK."):
-                continue
-            if client is not None and not client.is_closed:
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.nak()
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._stop()
-        self._transport._forget(self)
-        if not self.plan.durable:
-            await self._transport._delete_consumer_if_unused(self.plan)
-
-    async def unsubscribe(self) -> None:
-        if self._closed:
-            # Closed already: the durable may still be removed.
-            await self._transport._delete_consumer(self.plan.name)
-            return
-        self._closed = True
-        await self._stop()
-        self._transport._forget(self)
-        await self._transport._delete_consumer(self.plan.name)
-
-    def __repr__(self) -> str:
-        return f"JetStreamSubscription(subject={self._subject!r}, consumer={self.plan.name!r})"
-
-
 class JetStreamTransport:
     """A connection to NATS with JetStream; made by ``connect()``."""
 
@@ -349,7 +95,7 @@ class JetStreamTransport:
         self._js: Any = None
         self._jsm: Any = None
         self._version = _version()
-        self._watch = _PermissionWatch()
+        self._watch = PermissionWatch()
         self._subscriptions: list[JetStreamSubscription] = []
         self._stream_subjects: frozenset[str] = frozenset(event_subjects())
         self._connecting = False
@@ -713,16 +459,16 @@ class JetStreamTransport:
         await self._bind_consumer(plan)
         subscription = JetStreamSubscription(self, subject, handler, plan)
         try:
-            await subscription._start(client)
+            await subscription.start(client)
             await self._watch.run("subscription", plan.deliver_subject, client.flush())
         except PermissionDenied as error:
-            await subscription._stop()
+            await subscription.stop()
             raise SubscribeError(
                 f"NATS refused the subscription to {plan.deliver_subject!r} "
                 f"(deliveries of {subject!r}): {error}"
             ) from None
         except nats.errors.Error as error:
-            await subscription._stop()
+            await subscription.stop()
             raise SubscribeError(f"could not subscribe to {subject!r}: {error}") from None
         self._subscriptions.append(subscription)
         logger.debug("subscribed to %s via consumer %s", subject, plan.name)
@@ -773,14 +519,21 @@ class JetStreamTransport:
                 f"{what}: JetStream refused consumer {plan.name}: {error.description or error}"
             ) from None
 
-    async def _handle(self, handler: MessageHandler, message: JetStreamMessage) -> None:
-        await handler(message)
+    # -- what subscriptions ask of their transport (SubscriptionOwner) -----------------
 
-    def _forget(self, subscription: JetStreamSubscription) -> None:
+    @property
+    def connection(self) -> Client | None:
+        return self._client
+
+    @property
+    def close_timeout(self) -> float:
+        return self.options.close_timeout
+
+    def forget(self, subscription: JetStreamSubscription) -> None:
         with contextlib.suppress(ValueError):
             self._subscriptions.remove(subscription)
 
-    async def _delete_consumer(self, name: str) -> None:
+    async def delete_consumer(self, name: str) -> None:
         client = self._client
         if client is None or client.is_closed:
             raise TransportClosed("cannot remove the durable: the transport is closed")
@@ -794,7 +547,7 @@ class JetStreamTransport:
         except nats.js.errors.APIError as error:
             raise SubscribeError(f"could not remove consumer {name}: {error.description}") from None
 
-    async def _delete_consumer_if_unused(self, plan: ConsumerPlan) -> None:
+    async def delete_consumer_if_unused(self, plan: ConsumerPlan) -> None:
         """A non-durable group's consumer goes when its last member leaves, as in STAN."""
         client = self._client
         if plan.durable or client is None or client.is_closed:

@@ -1,0 +1,68 @@
+"""Permission errors of the server, turned into errors of the call that caused them.
+
+nats-py reports a permission violation only to its error callback, while the request
+that caused it would simply time out. Each waiting call is registered with its subject;
+a violation for that subject interrupts the wait, and the call raises
+``PermissionDenied`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from common_events.errors import PermissionDenied
+
+T = TypeVar("T")
+
+
+@dataclass(eq=False, slots=True)
+class _Wait:
+    """A task waiting on the server for something a permission violation would block."""
+
+    kind: str  # "publish" or "subscription", as the server words it
+    subject: str
+    prefix: bool
+    task: asyncio.Task[Any]
+    denied: str | None = field(default=None)
+
+    def covers(self, kind: str, subject: str) -> bool:
+        if kind != self.kind:
+            return False
+        return subject.startswith(self.subject) if self.prefix else subject == self.subject
+
+
+class PermissionWatch:
+    """Turns the server's asynchronous permission errors into errors of the waiting call."""
+
+    def __init__(self) -> None:
+        self._waits: set[_Wait] = set()
+
+    async def run(
+        self, kind: str, subject: str, awaitable: Awaitable[T], *, prefix: bool = False
+    ) -> T:
+        task = asyncio.current_task()
+        assert task is not None, "called outside a task"
+        wait = _Wait(kind, subject, prefix, task)
+        self._waits.add(wait)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if wait.denied is None:
+                raise
+            task.uncancel()
+            raise PermissionDenied(wait.denied) from None
+        finally:
+            self._waits.discard(wait)
+
+    def violation(self, kind: str, subject: str, text: str) -> bool:
+        """Interrupt every wait on ``subject``; whether anything was waiting."""
+        hit = False
+        for wait in list(self._waits):
+            if wait.denied is None and wait.covers(kind, subject):
+                wait.denied = text
+                wait.task.cancel()
+                hit = True
+        return hit
