@@ -91,6 +91,13 @@ def test_pub_msg_round_trips(subject: str, data: bytes, guid: str) -> None:
     )
 
 
+@given(guid=st.text(max_size=200), error=st.text(max_size=50))
+def test_pub_ack_fast_path_agrees_with_protobuf(guid: str, error: str) -> None:
+    data = pb.PubAck(guid=guid, error=error).SerializeToString()
+    assert protocol.decode_pub_ack_fields(data) == (guid, error)
+    assert protocol.decode_pub_ack(data) == protocol.PubAck(guid=guid, error=error)
+
+
 @given(subject=subjects, sequence=uint64)
 def test_ack_round_trips(subject: str, sequence: int) -> None:
     decoded = protocol.decode_ack(protocol.encode_ack(subject, sequence))

@@ -10,6 +10,7 @@ nats-py's own reconnect covers short outages while the server still knows the cl
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import inspect
@@ -80,6 +81,58 @@ def new_client_id() -> str:
     """A client id the server accepts (letters, digits, ``-`` and ``_``) and that no
     other process will pick."""
     return f"common-events-{os.urandom(8).hex()}"
+
+
+class _Slots:
+    """A FIFO counting semaphore whose release is O(1).
+
+    ``asyncio.Semaphore`` scans its waiters on every release in Python 3.11, which
+    turns thousands of publishes waiting for a free PubAck slot quadratic.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # The slot was handed over as we were cancelled: pass it on.
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the next in line
+                return
+        self._free += 1
+
+
+class _PendingPublish:
+    """A publish sent and waiting for its PubAck."""
+
+    __slots__ = ("future", "subject", "timeout", "timer")
+
+    def __init__(
+        self,
+        future: asyncio.Future[str],
+        subject: str,
+        timeout: float,
+        timer: asyncio.TimerHandle | None,
+    ) -> None:
+        self.future = future
+        self.subject = subject
+        self.timeout = timeout
+        self.timer = timer
 
 
 class StanMessage:
@@ -301,8 +354,13 @@ class StanClient:
         self._guid_counter = itertools.count(1)
         self._subjects: protocol.ConnectResponse | None = None
         self._ack_subject = f"{protocol.ACK_PREFIX}.{os.urandom(11).hex()}"
-        self._pending: dict[str, tuple[asyncio.Future[str], asyncio.TimerHandle]] = {}
-        self._pub_slots = asyncio.Semaphore(options.max_pub_acks_inflight)
+        self._pending: dict[str, _PendingPublish] = {}
+        # Publishes with the default timeout expire in the order they were sent, so one
+        # timer over a FIFO of deadlines serves them all (a timer per publish costs more
+        # than the rest of the publish). Other timeouts get a timer of their own.
+        self._deadlines: collections.deque[tuple[float, str]] = collections.deque()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._pub_slots = _Slots(options.max_pub_acks_inflight)
         self._subscriptions: dict[str, StanSubscription] = {}
         self._internal_subs: list[NatsSubscription] = []
         self._ping_task: asyncio.Task[None] | None = None
@@ -500,37 +558,56 @@ class StanClient:
 
     async def _on_pub_ack(self, msg: NatsMsg) -> None:
         try:
-            ack = protocol.decode_pub_ack(msg.data)
+            guid, error = protocol.decode_pub_ack_fields(msg.data)
         except protocol.ProtocolError:
             logger.warning("dropping a malformed PubAck")
             return
-        entry = self._pending.pop(ack.guid, None)
+        entry = self._pending.pop(guid, None)
         if entry is None:
             # Timed out already, or a duplicate answer.
             return
-        future, timer = entry
-        timer.cancel()
+        if entry.timer is not None:
+            entry.timer.cancel()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1] not in self._pending:
+            deadlines.popleft()
         self._pub_slots.release()
+        future = entry.future
         if future.done():
             return
-        if ack.error:
-            future.set_exception(PublishError(f"the server refused the publish: {ack.error}"))
+        if error:
+            future.set_exception(PublishError(f"the server refused the publish: {error}"))
         else:
-            future.set_result(ack.guid)
+            future.set_result(guid)
 
-    def _expire(self, guid: str, subject: str) -> None:
+    def _expire(self, guid: str) -> None:
         entry = self._pending.pop(guid, None)
         if entry is None:
             return
-        future, _ = entry
         self._pub_slots.release()
-        if not future.done():
-            future.set_exception(
+        if not entry.future.done():
+            entry.future.set_exception(
                 PublishTimeout(
-                    f"no PubAck for a publish to {subject!r} within "
-                    f"{self.options.publish_timeout}s (guid {guid})"
+                    f"no PubAck for a publish to {entry.subject!r} within "
+                    f"{entry.timeout}s (guid {guid})"
                 )
             )
+
+    def _expire_due(self) -> None:
+        self._expiry = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines:
+            deadline, guid = deadlines[0]
+            if guid not in self._pending:
+                deadlines.popleft()
+            elif deadline <= now:
+                deadlines.popleft()
+                self._expire(guid)
+            else:
+                self._expiry = loop.call_at(deadline, self._expire_due)
+                return
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -557,13 +634,16 @@ class StanClient:
         loop = asyncio.get_running_loop()
         guid = f"{self._guid_prefix}{next(self._guid_counter):x}"
         future: asyncio.Future[str] = loop.create_future()
-        timer = loop.call_later(
-            self.options.publish_timeout if ack_timeout is None else ack_timeout,
-            self._expire,
-            guid,
-            subject,
-        )
-        self._pending[guid] = (future, timer)
+        default_timeout = self.options.publish_timeout
+        if ack_timeout is None or ack_timeout == default_timeout:
+            entry = _PendingPublish(future, subject, default_timeout, None)
+            self._deadlines.append((loop.time() + default_timeout, guid))
+            if self._expiry is None:
+                self._expiry = loop.call_later(default_timeout, self._expire_due)
+        else:
+            timer = loop.call_later(ack_timeout, self._expire, guid)
+            entry = _PendingPublish(future, subject, ack_timeout, timer)
+        self._pending[guid] = entry
         subjects = self.subjects
         payload = protocol.encode_pub_msg(
             client_id=self.client_id, guid=guid, subject=subject, data=data, conn_id=self.conn_id
@@ -576,7 +656,8 @@ class StanClient:
             )
         except nats.errors.Error as exc:
             if self._pending.pop(guid, None) is not None:
-                timer.cancel()
+                if entry.timer is not None:
+                    entry.timer.cancel()
                 self._pub_slots.release()
             if isinstance(exc, nats.errors.ConnectionClosedError):
                 raise ConnectionLost("the NATS connection is closed") from exc
@@ -701,11 +782,16 @@ class StanClient:
 
     def _fail_pending(self, error: Exception) -> None:
         pending, self._pending = self._pending, {}
-        for future, timer in pending.values():
-            timer.cancel()
+        self._deadlines.clear()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        for entry in pending.values():
+            if entry.timer is not None:
+                entry.timer.cancel()
             self._pub_slots.release()
-            if not future.done():
-                future.set_exception(error)
+            if not entry.future.done():
+                entry.future.set_exception(error)
 
     def _stop_pinging(self) -> None:
         task, self._ping_task = self._ping_task, None

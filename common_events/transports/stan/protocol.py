@@ -168,6 +168,21 @@ def decode_pub_ack(data: bytes) -> PubAck:
     return PubAck(guid=msg.guid, error=msg.error)
 
 
+def decode_pub_ack_fields(data: bytes) -> tuple[str, str]:
+    """(guid, error) of a PubAck, without building message objects.
+
+    Every publish gets one, so the usual shape (field 1, a guid shorter than 128 bytes,
+    and nothing else) is read directly; anything else goes through protobuf.
+    """
+    if len(data) >= 2 and data[0] == 0x0A and data[1] < 0x80 and len(data) == data[1] + 2:
+        try:
+            return data[2:].decode(), ""
+        except UnicodeDecodeError:
+            pass
+    ack = decode_pub_ack(data)
+    return ack.guid, ack.error
+
+
 # -- subscribing ------------------------------------------------------------------------
 
 

@@ -62,7 +62,7 @@ class StanTransport:
             # payload, so it is left out (said once, not on every publish).
             self._headers_warned = True
             logger.debug("NATS Streaming has no headers; %d header(s) not sent", len(headers))
-        guid = await self._client.publish(subject, data)
+        guid = await (await self._client.publish_async(subject, data))
         return PublishAck(subject=subject, guid=guid)
 
     async def subscribe(
