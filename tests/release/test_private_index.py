@@ -134,7 +134,7 @@ def write_password_file(path: Path) -> None:
         # passlib still imports the crypt module where it exists (3.11, 3.12) and works
         # without it; the warning is about passlib, not about this test.
         warnings.filterwarnings("ignore", "'crypt' is deprecated", DeprecationWarning)
-        from passlib.apache import HtpasswdFile
+        from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]
 
     # apr1 is htpasswd's own default (`htpasswd -m`) and cheap to check, which matters
     # because pypiserver checks the password on every upload request; the password is
@@ -239,7 +239,16 @@ def dependency_wheels(requirements: list[str]) -> Path:
     Offline first: when every wheel is already cached, PyPI is not asked at all.
     """
     CACHE.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "download", "--only-binary", ":all:", "-d", CACHE]
+    pip: list[str | Path] = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--only-binary",
+        ":all:",
+        "-d",
+        CACHE,
+    ]
     offline = run([*pip, "--no-index", "--find-links", CACHE, *requirements], timeout=120)
     if offline.returncode == 0:
         return CACHE
