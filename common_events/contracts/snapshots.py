@@ -8,6 +8,7 @@ so a service can check its own changes against what other services run.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -70,3 +71,12 @@ def load_release(version: str, root: Traversable | None = None) -> dict[str, Sch
 def load_releases(root: Traversable | None = None) -> dict[str, dict[str, Schema]]:
     """Every release's schemas, oldest first."""
     return {version: load_release(version, root) for version in released_versions(root)}
+
+
+def same_major_releases(
+    version: str, releases: Mapping[str, dict[str, Schema]]
+) -> dict[str, dict[str, Schema]]:
+    """The releases ``version`` promises compatibility with: those of its own major
+    version. A breaking change is allowed only together with a new major version."""
+    major = major_of(version)
+    return {release: schemas for release, schemas in releases.items() if major_of(release) == major}
