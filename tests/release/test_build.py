@@ -160,3 +160,19 @@ def test_release_tooling_reads_the_same_version(distributions: Distributions) ->
     assert result.returncode == 0, result.stderr
     assert common_events.__version__ == distributions.version
     assert Path(common_events.__file__).parent == PACKAGE
+
+
+@pytest.mark.parametrize("service", ["tickets_service", "orders_service"])
+def test_the_examples_pin_this_version_from_the_private_index(
+    service: str, distributions: Distributions
+) -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / "examples" / service / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    index_urls = [line.split()[1] for line in lines if line.startswith("--index-url")]
+    assert len(index_urls) == 1 and index_urls[0].endswith("/simple/")
+    (pin,) = [Requirement(line) for line in lines if line.startswith("common-events")]
+    # What a team copies must install the current release.
+    assert pin.specifier.contains(distributions.version), pin

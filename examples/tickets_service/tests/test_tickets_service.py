@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from common_events import (
@@ -18,36 +18,17 @@ from common_events import (
     OrderStatus,
     OrderTicket,
     Publisher,
+    TicketCreatedEvent,
     TicketUpdatedEvent,
-    connect,
 )
-from common_events.transports.memory import MemoryBroker
+from common_events.testing import PublishedEvents, deliver, memory_broker
 
-from tickets_service import TicketReserved, Tickets, TicketStore
+from tickets_service import TicketNotFound, TicketReserved, Tickets, TicketStore
 from tickets_service.__main__ import main
 from tickets_service.events import OrderCancelledListener, OrderCreatedListener
 
-
-class OrderCreatedPublisher(Publisher[OrderCreatedEvent]):
-    pass
-
-
-class OrderCancelledPublisher(Publisher[OrderCancelledEvent]):
-    pass
-
-
-class TicketUpdates(Listener[TicketUpdatedEvent]):
-    """What another service (orders) would hear from this one."""
-
-    queue_group = "test-observer"
-
-    def __init__(self, bus: Bus) -> None:
-        super().__init__(bus)
-        self.received: asyncio.Queue[TicketUpdatedEvent] = asyncio.Queue()
-
-    async def on_message(self, event: TicketUpdatedEvent, msg: Message) -> None:
-        self.received.put_nowait(event)
-        await msg.ack()
+WAIT = 5.0
+"""Seconds a test waits for the service to get somewhere before it fails."""
 
 
 def order_created(order_id: str, ticket_id: str) -> OrderCreatedEvent:
@@ -65,37 +46,6 @@ def order_cancelled(order_id: str, ticket_id: str) -> OrderCancelledEvent:
     return OrderCancelledEvent(id=order_id, version=1, ticket=CancelledOrderTicket(id=ticket_id))
 
 
-L = TypeVar("L", bound=Listener[Any])
-
-WAIT = 5.0
-"""Seconds a test waits for the service to get somewhere before it fails."""
-
-
-class Handled:
-    """Wakes a waiting test each time an observed listener has handled a delivery,
-    so tests wait for the service's state to change instead of sleeping."""
-
-    def __init__(self) -> None:
-        self._changed = asyncio.Condition()
-
-    def observe(self, listener: L) -> L:
-        handle = listener.on_message
-
-        async def on_message(event: Any, msg: Message) -> None:
-            try:
-                await handle(event, msg)
-            finally:
-                async with self._changed:
-                    self._changed.notify_all()
-
-        listener.on_message = on_message  # type: ignore[method-assign]
-        return listener
-
-    async def until(self, condition: Callable[[], bool]) -> None:
-        async with asyncio.timeout(WAIT), self._changed:
-            await self._changed.wait_for(condition)
-
-
 @pytest.fixture
 def store() -> Iterator[TicketStore]:
     store = TicketStore()
@@ -104,136 +54,168 @@ def store() -> Iterator[TicketStore]:
 
 
 @pytest.fixture
-def broker() -> MemoryBroker:
-    return MemoryBroker()
+def tickets(store: TicketStore, event_bus: Bus) -> Tickets:
+    return Tickets(store, event_bus)
 
 
-@pytest.fixture
-async def bus(broker: MemoryBroker) -> AsyncIterator[Bus]:
-    async with await connect("memory://", broker=broker) as bus:
-        yield bus
-
-
-@pytest.fixture
-def tickets(store: TicketStore, bus: Bus) -> Tickets:
-    return Tickets(store, bus)
-
-
-def published(broker: MemoryBroker, subject: str) -> list[dict[str, object]]:
-    return [json.loads(message.data) for message in broker.messages(subject)]
+# -- what the service publishes ------------------------------------------------------
 
 
 async def test_a_new_ticket_is_published_at_version_0(
-    tickets: Tickets, broker: MemoryBroker
+    tickets: Tickets, event_bus: Bus, assert_published: Callable[..., Any]
 ) -> None:
     ticket = await tickets.create(title="Concert", price=20, user_id="seller")
 
-    assert published(broker, "ticket:created") == [
-        {"id": ticket.id, "version": 0, "title": "Concert", "price": 20, "userId": "seller"}
-    ]
+    assert_published(TicketCreatedEvent, id=ticket.id, version=0, title="Concert", price=20)
+    # Byte for byte what the Node services write: camelCase, no envelope, 20 not 20.0.
+    (message,) = memory_broker(event_bus).messages("ticket:created")
+    assert json.loads(message.data) == {
+        "id": ticket.id,
+        "version": 0,
+        "title": "Concert",
+        "price": 20,
+        "userId": "seller",
+    }
+    assert (
+        message.data
+        == (
+            f'{{"id":"{ticket.id}","version":0,"title":"Concert","price":20,"userId":"seller"}}'
+        ).encode()
+    )
 
 
 async def test_each_edit_is_published_with_the_next_version(
-    tickets: Tickets, broker: MemoryBroker
+    tickets: Tickets, published: PublishedEvents
 ) -> None:
     ticket = await tickets.create(title="Concert", price=20, user_id="seller")
     await tickets.edit(ticket.id, title="Concert (matinee)", price=15)
     await tickets.edit(ticket.id, title="Concert (matinee)", price=12.5)
 
-    assert published(broker, "ticket:updated") == [
-        {
-            "id": ticket.id,
-            "version": 1,
-            "title": "Concert (matinee)",
-            "price": 15,
-            "userId": "seller",
-        },
-        {
-            "id": ticket.id,
-            "version": 2,
-            "title": "Concert (matinee)",
-            "price": 12.5,
-            "userId": "seller",
-        },
-    ]
+    updates = published.events(TicketUpdatedEvent, id=ticket.id)
+    assert [(u.version, u.price, u.order_id) for u in updates] == [(1, 15, None), (2, 12.5, None)]
+
+
+async def test_editing_an_unknown_ticket_publishes_nothing(
+    tickets: Tickets, published: PublishedEvents
+) -> None:
+    with pytest.raises(TicketNotFound):
+        await tickets.edit("nope", title="x", price=1)
+    published.assert_not_published(TicketUpdatedEvent)
+
+
+# -- the listeners -------------------------------------------------------------------
 
 
 async def test_an_order_reserves_the_ticket_once(
-    bus: Bus, broker: MemoryBroker, tickets: Tickets, store: TicketStore
+    event_bus: Bus,
+    tickets: Tickets,
+    store: TicketStore,
+    published: PublishedEvents,
+    assert_published: Callable[..., Any],
 ) -> None:
     ticket = await tickets.create(title="Concert", price=20, user_id="seller")
-    handled = Handled()
-    await handled.observe(OrderCreatedListener(bus, tickets)).listen()
+    listener = OrderCreatedListener(event_bus, tickets)
 
-    await OrderCreatedPublisher(bus).publish(order_created("o1", ticket.id))
-    await handled.until(lambda: len(broker.messages("ticket:updated")) == 1)
+    delivery = await deliver(listener, order_created("o1", ticket.id))
 
+    assert delivery.acked, str(delivery)
     assert store.get(ticket.id).order_id == "o1"
-    assert published(broker, "ticket:updated")[0]["orderId"] == "o1"
-    assert published(broker, "ticket:updated")[0]["version"] == 1
+    assert_published(TicketUpdatedEvent, id=ticket.id, version=1, order_id="o1")
     with pytest.raises(TicketReserved):
         await tickets.edit(ticket.id, title="Cheaper", price=1)
 
     # The same order event again (at-least-once): the ticket is not bumped to version
-    # 2; its current state is published again, which the replicas ignore.
-    await tickets.reserve(ticket.id, order_id="o1")
+    # 2; its current state is published again, which the other services ignore.
+    again = await deliver(listener, order_created("o1", ticket.id), delivery_count=2)
+    assert again.acked
     assert store.get(ticket.id).version == 1
-    assert [p["version"] for p in published(broker, "ticket:updated")] == [1, 1]
+    versions = [u.version for u in published.events(TicketUpdatedEvent, id=ticket.id)]
+    assert versions == [1, 1]
+
+
+async def test_an_order_for_an_unknown_ticket_is_retried(
+    event_bus: Bus, tickets: Tickets, published: PublishedEvents
+) -> None:
+    delivery = await deliver(OrderCreatedListener(event_bus, tickets), order_created("o1", "nope"))
+
+    assert delivery.not_acked
+    assert isinstance(delivery.error, TicketNotFound)
+    published.assert_not_published(TicketUpdatedEvent)
 
 
 async def test_a_cancelled_order_frees_the_ticket(
-    bus: Bus, broker: MemoryBroker, tickets: Tickets, store: TicketStore
+    event_bus: Bus, tickets: Tickets, store: TicketStore, assert_published: Callable[..., Any]
 ) -> None:
     ticket = await tickets.create(title="Concert", price=20, user_id="seller")
-    handled = Handled()
-    await handled.observe(OrderCreatedListener(bus, tickets)).listen()
-    await handled.observe(OrderCancelledListener(bus, tickets)).listen()
+    assert (
+        await deliver(OrderCreatedListener(event_bus, tickets), order_created("o1", ticket.id))
+    ).acked
 
-    await OrderCreatedPublisher(bus).publish(order_created("o1", ticket.id))
-    await handled.until(lambda: store.get(ticket.id).order_id == "o1")
-    await OrderCancelledPublisher(bus).publish(order_cancelled("o1", ticket.id))
-    await handled.until(lambda: store.get(ticket.id).version == 2)
+    delivery = await deliver(
+        OrderCancelledListener(event_bus, tickets), order_cancelled("o1", ticket.id)
+    )
 
-    last = published(broker, "ticket:updated")[-1]
-    assert last == {
-        "id": ticket.id,
-        "version": 2,
-        "title": "Concert",
-        "price": 20,
-        "userId": "seller",
-    }
+    assert delivery.acked
+    assert store.get(ticket.id).order_id is None
+    freed = assert_published(TicketUpdatedEvent, id=ticket.id, version=2)
+    assert freed.order_id is None
     await tickets.edit(ticket.id, title="Concert", price=18)
 
 
 async def test_a_late_cancellation_does_not_free_another_orders_ticket(
-    tickets: Tickets, store: TicketStore
+    event_bus: Bus, tickets: Tickets, store: TicketStore, published: PublishedEvents
 ) -> None:
     ticket = await tickets.create(title="Concert", price=20, user_id="seller")
     await tickets.reserve(ticket.id, order_id="o2")
 
-    await tickets.release(ticket.id, order_id="o1")
+    delivery = await deliver(
+        OrderCancelledListener(event_bus, tickets), order_cancelled("o1", ticket.id)
+    )
 
+    assert delivery.acked
     assert store.get(ticket.id).order_id == "o2"
-    assert store.get(ticket.id).version == 1
+    assert [u.version for u in published.events(TicketUpdatedEvent)] == [1]
 
 
-async def test_the_entry_point_handles_orders_until_stopped(
-    tmp_path: Path, bus: Bus, broker: MemoryBroker
-) -> None:
+# -- the entry point -----------------------------------------------------------------
+
+
+class OrderCreatedPublisher(Publisher[OrderCreatedEvent]):
+    pass
+
+
+class TicketUpdates(Listener[TicketUpdatedEvent]):
+    """What another service (orders) hears from this one."""
+
+    queue_group = "test-observer"
+
+    def __init__(self, bus: Bus) -> None:
+        super().__init__(bus)
+        self.received: asyncio.Queue[TicketUpdatedEvent] = asyncio.Queue()
+
+    async def on_message(self, event: TicketUpdatedEvent, msg: Message) -> None:
+        self.received.put_nowait(event)
+        await msg.ack()
+
+
+async def test_the_entry_point_handles_orders_until_stopped(tmp_path: Path, event_bus: Bus) -> None:
     database = tmp_path / "tickets.sqlite3"
     seeded = TicketStore(str(database))
     ticket = seeded.create(title="Concert", price=20, user_id="seller")
-    updates = TicketUpdates(bus)
+    updates = TicketUpdates(event_bus)
     await updates.listen()
     stop = asyncio.Event()
-    service = asyncio.create_task(main("memory://", str(database), stop=stop, broker=broker))
+    service = asyncio.create_task(
+        main("memory://", str(database), stop=stop, broker=memory_broker(event_bus))
+    )
     try:
-        await OrderCreatedPublisher(bus).publish(order_created("o1", ticket.id))
-        # The service answers the order with the reserved ticket's new version.
+        await OrderCreatedPublisher(event_bus).publish(order_created("o1", ticket.id))
+        # The service answers the order with the reserved ticket's next version.
         update = await asyncio.wait_for(updates.received.get(), WAIT)
         assert (update.id, update.version, update.order_id) == (ticket.id, 1, "o1")
         assert seeded.get(ticket.id).order_id == "o1"
     finally:
         stop.set()
         await asyncio.wait_for(service, timeout=10)
+        await updates.close()
         seeded.close()
