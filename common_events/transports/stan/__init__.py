@@ -103,6 +103,9 @@ async def connect_nats(
         "name": name,
         "connect_timeout": connect_timeout,
         "allow_reconnect": True,
+        # The client checks the subjects it is given itself, once per subject; every
+        # other subject it publishes to comes from the server (see StanClient).
+        "skip_subject_validation": True,
         # The first connection tries each server twice, quickly, then gives up with
         # the reason; the limits for later reconnects are set once it is up.
         "reconnect_time_wait": 0.05,

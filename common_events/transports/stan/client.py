@@ -17,6 +17,7 @@ import inspect
 import itertools
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,10 @@ from common_events.transports.stan.protocol import StartPosition
 logger = logging.getLogger("common_events.transports.stan")
 
 _EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+# A subject a streaming channel can have: dot-separated non-empty tokens of printable
+# characters, no wildcards (STAN has none).
+_VALID_SUBJECT = re.compile(r"[^.\s*>]+(\.[^.\s*>]+)*")
 
 ConnectionLostCallback = Callable[[ConnectionLost], Awaitable[None] | None]
 DeliveryHandler = Callable[["StanMessage"], Awaitable[None]]
@@ -94,9 +99,15 @@ class _Slots:
         self._free = size
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free right now (no coroutine needed: the usual case)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -197,7 +208,17 @@ class StanMessage:
         if self._acked:
             return
         self._acked = True
-        await self._subscription.ack(self._proto.subject, self._proto.sequence)
+        subscription = self._subscription
+        if subscription._finished:
+            # The server no longer matches acks to this subscription; the message comes
+            # back to whoever holds the (durable) subscription next.
+            return
+        try:
+            await subscription._nc.publish(
+                subscription.ack_inbox, subscription._ack_encoder.encode(self._proto.sequence)
+            )
+        except nats.errors.ConnectionClosedError as exc:
+            raise ConnectionLost("the NATS connection is closed") from exc
 
     async def nak(self, delay: float | None = None) -> None:
         """NATS Streaming has no negative ack: the message comes back after ack wait."""
@@ -224,12 +245,14 @@ class StanSubscription:
         manual_acks: bool,
     ) -> None:
         self._client = client
+        self._nc = client.nats
         self.subject = subject
         self.inbox = inbox
         self.queue_group = queue_group
         self.durable_name = durable_name
         self.manual_acks = manual_acks
         self.ack_inbox = ""
+        self._ack_encoder = protocol.AckEncoder(subject)
         self._handler = handler
         self._nats_sub: NatsSubscription | None = None
         self._stopped = False
@@ -238,7 +261,9 @@ class StanSubscription:
         self._idle.set()
         # Deliveries may arrive before the answer that carries the ack inbox.
         self._ready = asyncio.Event()
-        self._handler_task: asyncio.Task[Any] | None = None
+        # nats-py runs every delivery of a subscription in one task of its own.
+        self._delivery_task: asyncio.Task[Any] | None = None
+        self._in_handler = False
 
     @property
     def active(self) -> bool:
@@ -257,8 +282,10 @@ class StanSubscription:
             logger.warning("dropping a delivery on %s that is not a MsgProto", self.subject)
             return
         message = StanMessage(proto, self)
+        if self._delivery_task is None:
+            self._delivery_task = asyncio.current_task()
         self._idle.clear()
-        self._handler_task = asyncio.current_task()
+        self._in_handler = True
         try:
             await self._handler(message)
         except Exception:
@@ -271,15 +298,8 @@ class StanSubscription:
             if not self.manual_acks:
                 await message.ack()
         finally:
-            self._handler_task = None
+            self._in_handler = False
             self._idle.set()
-
-    async def ack(self, subject: str, sequence: int) -> None:
-        if self._finished:
-            # The server no longer matches acks to this subscription; the message comes
-            # back to whoever holds the (durable) subscription next.
-            return
-        await self._client._publish_raw(self.ack_inbox, protocol.encode_ack(subject, sequence))
 
     async def _stop(self) -> None:
         """Stop handing over deliveries; let a running handler finish first."""
@@ -288,7 +308,7 @@ class StanSubscription:
         self._stopped = True
         # Wake deliveries still waiting for the ack inbox: they see the stop and go.
         self._ready.set()
-        if self._handler_task is not None and self._handler_task is asyncio.current_task():
+        if self._in_handler and self._delivery_task is asyncio.current_task():
             # Called from our own handler: unsubscribing cancels nats-py's delivery
             # task, which is the task running this code, so do it once it is idle.
             self._client._spawn(self._unlisten())
@@ -361,6 +381,8 @@ class StanClient:
         self._deadlines: collections.deque[tuple[float, str]] = collections.deque()
         self._expiry: asyncio.TimerHandle | None = None
         self._pub_slots = _Slots(options.max_pub_acks_inflight)
+        # Per subject: the NATS subject to publish on and the PubMsg encoder.
+        self._routes: dict[str, tuple[str, protocol.PubMsgEncoder]] = {}
         self._subscriptions: dict[str, StanSubscription] = {}
         self._internal_subs: list[NatsSubscription] = []
         self._ping_task: asyncio.Task[None] | None = None
@@ -611,12 +633,6 @@ class StanClient:
 
     # -- publishing ---------------------------------------------------------------------
 
-    async def _publish_raw(self, subject: str, payload: bytes, reply: str = "") -> None:
-        try:
-            await self._nc.publish(subject, payload, reply=reply)
-        except nats.errors.ConnectionClosedError as exc:
-            raise ConnectionLost("the NATS connection is closed") from exc
-
     async def publish_async(
         self, subject: str, data: bytes, *, ack_timeout: float | None = None
     ) -> asyncio.Future[str]:
@@ -627,7 +643,11 @@ class StanClient:
         ``publish_timeout``), or ``PublishError`` if the server refuses the message.
         """
         self._check_usable()
-        await self._pub_slots.acquire()
+        route = self._routes.get(subject)
+        if route is None:
+            route = self._route_for(subject)
+        if not self._pub_slots.try_acquire():
+            await self._pub_slots.acquire()
         if self.state is not State.CONNECTED:
             self._pub_slots.release()
             self._check_usable()
@@ -644,15 +664,10 @@ class StanClient:
             timer = loop.call_later(ack_timeout, self._expire, guid)
             entry = _PendingPublish(future, subject, ack_timeout, timer)
         self._pending[guid] = entry
-        subjects = self.subjects
-        payload = protocol.encode_pub_msg(
-            client_id=self.client_id, guid=guid, subject=subject, data=data, conn_id=self.conn_id
-        )
+        nats_subject, encoder = route
         try:
             await self._nc.publish(
-                protocol.publish_subject(subjects.pub_prefix, subject),
-                payload,
-                reply=self._ack_subject,
+                nats_subject, encoder.encode(guid, data), reply=self._ack_subject
             )
         except nats.errors.Error as exc:
             if self._pending.pop(guid, None) is not None:
@@ -663,6 +678,23 @@ class StanClient:
                 raise ConnectionLost("the NATS connection is closed") from exc
             raise PublishError(f"could not send the publish to {subject!r}: {exc}") from exc
         return future
+
+    def _route_for(self, subject: str) -> tuple[str, protocol.PubMsgEncoder]:
+        # Checked once per subject: a service publishes on a handful of them, and a
+        # NATS connection made by this package skips nats-py's per-message check.
+        if not _VALID_SUBJECT.fullmatch(subject):
+            raise PublishError(
+                f"invalid subject {subject!r}: no spaces, no wildcards, no empty tokens"
+            )
+        route = (
+            protocol.publish_subject(self.subjects.pub_prefix, subject),
+            protocol.PubMsgEncoder(
+                client_id=self.client_id, subject=subject, conn_id=self.conn_id
+            ),
+        )
+        if len(self._routes) < 10_000:
+            self._routes[subject] = route
+        return route
 
     async def publish(
         self, subject: str, data: bytes, *, ack_timeout: float | None = None

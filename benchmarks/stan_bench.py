@@ -1,0 +1,255 @@
+"""NATS Streaming throughput: this package against node-nats-streaming, on one server.
+
+    python benchmarks/stan_bench.py [--messages N] [--awaited N] [--window W] [--repeat R]
+
+Starts one nats-streaming-server (memory store, loopback) and measures, for both
+clients, doing the same work with the same payload (a ``ticket:created`` event):
+
+- publish, awaited one by one (each publish waits for its PubAck before the next);
+- publish, pipelined (up to ``--window`` publishes waiting for their PubAck);
+- consume: deliver all available, manual ack, each message parsed and validated as a
+  ``TicketCreatedEvent`` (Python: a ``Listener``; Node: JSON.parse and field checks).
+
+Prints messages per second and the ratio ours / Node's (above 1: we are faster). Each
+figure is the best of ``--repeat`` runs. Needs the server binary
+(scripts/install-stan-server.sh) and the Node peer (tests/interop/install.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from common_events.contracts.samples import sample_events  # noqa: E402
+from common_events.core.bus import Bus  # noqa: E402
+from common_events.core.listener import Listener  # noqa: E402
+from common_events.core.message import Message  # noqa: E402
+from common_events.core.publisher import Publisher  # noqa: E402
+from common_events.events import Subjects, TicketCreatedEvent  # noqa: E402
+from common_events.transports.stan import connect  # noqa: E402
+from tests.fixtures.stan import StanServer, find_stan_server  # noqa: E402
+
+NODE_SCRIPT = Path(__file__).with_name("stan_bench.js")
+SUBJECT = Subjects.TICKET_CREATED.value
+EVENT = sample_events()[Subjects.TICKET_CREATED]
+assert isinstance(EVENT, TicketCreatedEvent)
+
+
+class TicketCreatedPublisher(Publisher[TicketCreatedEvent]):
+    pass
+
+
+@dataclass(frozen=True)
+class Result:
+    messages: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+class Bench:
+    def __init__(self, server: StanServer, window: int, max_in_flight: int) -> None:
+        self.server = server
+        self.window = window
+        self.max_in_flight = max_in_flight
+        self._runs = 0
+
+    def client_id(self, what: str) -> str:
+        self._runs += 1
+        return f"bench-{what}-{self._runs}"
+
+    async def bus(self, what: str) -> Bus:
+        transport = await connect(
+            self.server.url,
+            cluster_id=self.server.cluster_id,
+            client_id=self.client_id(what),
+            max_pub_acks_inflight=self.window,
+        )
+        return Bus(transport)
+
+    # -- ours ---------------------------------------------------------------------------
+
+    async def py_publish_awaited(self, n: int) -> Result:
+        bus = await self.bus("py-pub")
+        publisher = TicketCreatedPublisher(bus)
+        try:
+            started = time.perf_counter()
+            for _ in range(n):
+                await publisher.publish(EVENT)
+            return Result(n, time.perf_counter() - started)
+        finally:
+            await bus.close()
+
+    async def py_publish_pipelined(self, n: int) -> Result:
+        bus = await self.bus("py-pipe")
+        publisher = TicketCreatedPublisher(bus)
+        try:
+            started = time.perf_counter()
+            # Many publishes in flight, bounded by max_pub_acks_inflight (the window).
+            await asyncio.gather(*(publisher.publish(EVENT) for _ in range(n)))
+            return Result(n, time.perf_counter() - started)
+        finally:
+            await bus.close()
+
+    async def py_consume(self, n: int) -> Result:
+        bus = await self.bus("py-sub")
+        handled = 0
+        finished = asyncio.Event()
+
+        class Consumer(Listener[TicketCreatedEvent]):
+            queue_group = f"py-consumer-{self._runs}"
+            max_in_flight = self.max_in_flight
+            ack_wait = 30
+
+            async def on_message(self, event: TicketCreatedEvent, msg: Message) -> None:
+                nonlocal handled
+                await msg.ack()
+                handled += 1
+                if handled == n:
+                    finished.set()
+
+        try:
+            started = time.perf_counter()
+            listener = await Consumer(bus).listen()
+            await asyncio.wait_for(finished.wait(), 300)
+            seconds = time.perf_counter() - started
+            await listener.unsubscribe()
+            return Result(n, seconds)
+        finally:
+            await bus.close()
+
+    # -- Node ---------------------------------------------------------------------------
+
+    def node(self, mode: str, what: str, n: int, *args: str) -> Result:
+        command = [
+            "node", str(NODE_SCRIPT), mode, self.server.nats_url, self.server.cluster_id,
+            self.client_id(what), SUBJECT, str(n), *args,
+        ]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+        figures = json.loads(out.stdout.strip().splitlines()[-1])
+        return Result(int(figures["messages"]), float(figures["seconds"]))
+
+    async def node_async(self, mode: str, what: str, n: int, *args: str) -> Result:
+        return await asyncio.to_thread(self.node, mode, what, n, *args)
+
+
+async def best_of(
+    repeat: int,
+    ours: Callable[[], Awaitable[Result]],
+    theirs: Callable[[], Awaitable[Result]],
+) -> tuple[Result, Result]:
+    """Alternate the two clients so that both see the same machine weather."""
+    our_results, their_results = [], []
+    for _ in range(repeat):
+        our_results.append(await ours())
+        their_results.append(await theirs())
+    return max(our_results, key=lambda r: r.rate), max(their_results, key=lambda r: r.rate)
+
+
+def machine() -> str:
+    model = ""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(
+            (line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+             if line.startswith("Model name")),
+            "",
+        )
+    except (OSError, subprocess.SubprocessError):
+        pass
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return (
+        f"{os.cpu_count()} CPUs ({model or platform.processor() or 'unknown CPU'}), "
+        f"Python {platform.python_version()}, Node {node}"
+    )
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000, help="pipelined and consume")
+    parser.add_argument("--awaited", type=int, default=2_000, help="awaited one by one")
+    parser.add_argument("--window", type=int, default=1024, help="publishes in flight")
+    parser.add_argument("--max-in-flight", type=int, default=1024, help="consumer's")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    args = parser.parse_args()
+
+    binary = find_stan_server()
+    if binary is None:
+        print("nats-streaming-server not found: run scripts/install-stan-server.sh")
+        return 2
+    if not (ROOT / "tests" / "interop" / "node_modules" / "node-nats-streaming").is_dir():
+        print("node-nats-streaming not installed: run tests/interop/install.sh")
+        return 2
+
+    payload = EVENT.model_dump_json()
+    print(f"machine: {machine()}")
+    print(f"payload: {len(payload)} bytes ({SUBJECT}), window {args.window}, "
+          f"consumer max in flight {args.max_in_flight}, best of {args.repeat}")
+
+    with tempfile.TemporaryDirectory() as workdir:
+        server = StanServer(binary, Path(workdir), cluster_id="bench")
+        server.start()
+        try:
+            bench = Bench(server, args.window, args.max_in_flight)
+            rows = [
+                (
+                    "publish, awaited one by one",
+                    *await best_of(
+                        args.repeat,
+                        lambda: bench.py_publish_awaited(args.awaited),
+                        lambda: bench.node_async(
+                            "publish-awaited", "node-pub", args.awaited, payload
+                        ),
+                    ),
+                ),
+                (
+                    "publish, pipelined",
+                    *await best_of(
+                        args.repeat,
+                        lambda: bench.py_publish_pipelined(args.messages),
+                        lambda: bench.node_async(
+                            "publish-pipelined", "node-pipe", args.messages, payload,
+                            str(args.window),
+                        ),
+                    ),
+                ),
+                (
+                    "consume, manual ack, validated",
+                    *await best_of(
+                        args.repeat,
+                        lambda: bench.py_consume(args.messages),
+                        lambda: bench.node_async(
+                            "consume", "node-sub", args.messages,
+                            f"node-consumer-{time.time_ns()}", str(args.max_in_flight),
+                        ),
+                    ),
+                ),
+            ]
+        finally:
+            server.stop()
+
+    print()
+    print(f"{'':32} {'common-events':>14} {'node-nats-streaming':>20} {'ratio':>7}")
+    for name, ours, theirs in rows:
+        print(f"{name:32} {ours.rate:>10,.0f}/s {theirs.rate:>16,.0f}/s "
+              f"{ours.rate / theirs.rate:>7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
