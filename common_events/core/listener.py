@@ -194,7 +194,8 @@ class Listener(ABC, Generic[E]):
         if subscription is None:
             return
         try:
-            await asyncio.wait_for(self.wait_idle(), grace)
+            async with asyncio.timeout(grace):
+                await self.wait_idle()
         except TimeoutError:
             self.log.warning(
                 "%d handler(s) still running after %.1fs; closing anyway, their messages "

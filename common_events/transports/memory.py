@@ -263,9 +263,12 @@ class _SubscriptionState:
         while True:
             self._wakeup.clear()
             next_due = self._dispatch_once(loop.time())
-            timeout = None if math.isinf(next_due) else max(next_due - loop.time(), 0.0)
+            deadline = None if math.isinf(next_due) else next_due
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that races with the event, and the pump would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout_at(deadline):
+                    await self._wakeup.wait()
 
 
 class MemoryBroker:
