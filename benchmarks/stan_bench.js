@@ -1,8 +1,10 @@
 // The Node side of benchmarks/stan_bench.py: node-nats-streaming doing the work the
 // reference services do, timed. Prints one JSON line: {"messages": n, "seconds": s}.
 //
-//   node stan_bench.js publish-awaited  <url> <clusterId> <clientId> <subject> <n> <payload>
-//   node stan_bench.js publish-pipelined <url> <clusterId> <clientId> <subject> <n> <payload> <window>
+//   node stan_bench.js publish-awaited  <url> <clusterId> <clientId> <subject> <n> <json>
+//   node stan_bench.js publish-pipelined <url> <clusterId> <clientId> <subject> <n> <json> <window>
+//
+// Publishing stringifies the event data on every publish, as the services do.
 //   node stan_bench.js consume <url> <clusterId> <clientId> <subject> <n> <queueGroup> <maxInFlight>
 'use strict'
 
@@ -41,9 +43,10 @@ stan.on('connect', () => {
     stan.close()
   }
   if (mode === 'publish-awaited') {
-    const payload = rest[0]
+    const data = JSON.parse(rest[0])
+    // As the course's Publisher.publish: JSON.stringify(data), resolve on the PubAck.
     const publish = () => new Promise((resolve, reject) => {
-      stan.publish(subject, payload, (err, guid) => (err ? reject(err) : resolve(guid)))
+      stan.publish(subject, JSON.stringify(data), (err, guid) => (err ? reject(err) : resolve(guid)))
     })
     const started = process.hrtime()
     ;(async () => {
@@ -51,7 +54,7 @@ stan.on('connect', () => {
       finish(started)
     })().catch(fail)
   } else if (mode === 'publish-pipelined') {
-    const payload = rest[0]
+    const data = JSON.parse(rest[0])
     const window = Number(rest[1])
     let sent = 0
     let acked = 0
@@ -64,7 +67,7 @@ stan.on('connect', () => {
     }
     const send = () => {
       sent += 1
-      stan.publish(subject, payload, onAck)
+      stan.publish(subject, JSON.stringify(data), onAck)
     }
     while (sent < Math.min(window, n)) send()
   } else if (mode === 'consume') {

@@ -257,10 +257,12 @@ class StanSubscription:
         self._nats_sub: NatsSubscription | None = None
         self._stopped = False
         self._finished = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Set by whoever waits for the running handler to finish (close, loss); the
+        # delivery path then only checks an attribute.
+        self._idle_waiter: asyncio.Future[None] | None = None
         # Deliveries may arrive before the answer that carries the ack inbox.
         self._ready = asyncio.Event()
+        self._is_ready = False
         # nats-py runs every delivery of a subscription in one task of its own.
         self._delivery_task: asyncio.Task[Any] | None = None
         self._in_handler = False
@@ -272,7 +274,7 @@ class StanSubscription:
     async def _on_delivery(self, raw: NatsMsg) -> None:
         # nats-py awaits this before handing over the subscription's next message, so
         # one subscription's handler never runs twice at once.
-        if not self._ready.is_set():
+        if not self._is_ready:
             await self._ready.wait()
         if self._stopped:
             return
@@ -284,7 +286,6 @@ class StanSubscription:
         message = StanMessage(proto, self)
         if self._delivery_task is None:
             self._delivery_task = asyncio.current_task()
-        self._idle.clear()
         self._in_handler = True
         try:
             await self._handler(message)
@@ -299,7 +300,9 @@ class StanSubscription:
                 await message.ack()
         finally:
             self._in_handler = False
-            self._idle.set()
+            waiter = self._idle_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     async def _stop(self) -> None:
         """Stop handing over deliveries; let a running handler finish first."""
@@ -316,7 +319,10 @@ class StanSubscription:
             await self._unlisten()
 
     async def _unlisten(self) -> None:
-        await self._idle.wait()
+        if self._in_handler:
+            if self._idle_waiter is None or self._idle_waiter.done():
+                self._idle_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle_waiter)
         nats_sub, self._nats_sub = self._nats_sub, None
         if nats_sub is not None:
             # Fails harmlessly when the NATS connection is closed already.
@@ -325,6 +331,7 @@ class StanSubscription:
 
     def _set_ready(self, ack_inbox: str) -> None:
         self.ack_inbox = ack_inbox
+        self._is_ready = True
         self._ready.set()
 
     async def _drop(self) -> None:

@@ -279,7 +279,10 @@ def encode_unsubscribe_request(
 def decode_msg(data: bytes) -> pb.MsgProto:
     """A delivery. The generated message is returned as is: it is the cheapest
     read-only record of the fields, and deliveries are the hot path."""
-    return _parse(pb.MsgProto(), data)
+    try:
+        return pb.MsgProto.FromString(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"not a MsgProto: {exc}") from exc
 
 
 def encode_ack(subject: str, sequence: int) -> bytes:
