@@ -6,13 +6,19 @@ Starts one nats-streaming-server (memory store, loopback) and measures, for both
 clients, doing the same work with the same payload (a ``ticket:created`` event):
 
 - publish, awaited one by one (each publish waits for its PubAck before the next);
-- publish, pipelined (up to ``--window`` publishes waiting for their PubAck);
+- publish, pipelined, callbacks: send without waiting and count the PubAcks in a
+  callback, at most ``--window`` unacknowledged (Node: ``stan.publish(subject, data,
+  ackHandler)``; ours: ``StanClient.publish_async`` and a done callback);
+- publish, pipelined, gather: ``asyncio.gather`` over ``Publisher.publish`` (Node runs
+  its callback style again, as it has no other);
 - consume: deliver all available, manual ack, each message parsed and validated as a
   ``TicketCreatedEvent`` (Python: a ``Listener``; Node: JSON.parse and field checks).
 
-Prints messages per second and the ratio ours / Node's (above 1: we are faster). Each
-figure is the best of ``--repeat`` runs. Needs the server binary
-(scripts/install-stan-server.sh) and the Node peer (tests/interop/install.sh).
+Both sides serialise the event on every publish (``model_dump_json`` /
+``JSON.stringify``). Prints messages per second and the ratio ours / Node's (above 1:
+we are faster). Runs alternate between the two clients and each figure is the best of
+``--repeat``. Needs the server binary (scripts/install-stan-server.sh) and the Node
+peer (tests/interop/install.sh).
 """
 
 from __future__ import annotations
