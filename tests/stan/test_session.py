@@ -244,3 +244,19 @@ async def test_deliveries_count_redeliveries_as_the_server_does(
     assert [m.redelivered for m in seen] == [False, True, True]
     assert {m.sequence for m in seen} == {1}
     assert dict(seen[0].headers) == {}
+
+
+async def test_a_publish_with_its_own_timeout_expires_on_its_own(
+    stan_server: StanServer,
+    transports: list[StanTransport],
+    frozen: Callable[[], None],
+) -> None:
+    transport = await connect(stan_server.url, publish_timeout=30, ping_interval=60)
+    transports.append(transport)
+    frozen()
+    slow = asyncio.create_task(transport.publish(SUBJECT, b"{}"))  # default: 30 s
+    with pytest.raises(PublishTimeout, match=r"within 0\.3s"):
+        await asyncio.wait_for(transport.client.publish(SUBJECT, b"{}", ack_timeout=0.3), 5)
+    assert not slow.done()
+    assert transport.client.pub_acks_inflight == 1
+    slow.cancel()

@@ -51,7 +51,6 @@ _VALID_SUBJECT = re.compile(r"[^.\s*>]+(\.[^.\s*>]+)*")
 
 ConnectionLostCallback = Callable[[ConnectionLost], Awaitable[None] | None]
 DeliveryHandler = Callable[["StanMessage"], Awaitable[None]]
-AckCallback = Callable[[str, Exception | None], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)
