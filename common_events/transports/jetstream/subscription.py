@@ -196,8 +196,10 @@ class JetStreamSubscription:
             # Drain, not unsubscribe: the round trip makes sure the server has stopped
             # pushing, and what it pushed meanwhile still reaches the queue (and goes
             # back below) instead of being dropped and waiting out ack_wait.
+            # (nats-py leaves drain() unannotated.)
+            draining = nats_subscription.drain()  # type: ignore[no-untyped-call]
             try:
-                await asyncio.wait_for(nats_subscription.drain(), self._owner.close_timeout)
+                await asyncio.wait_for(draining, self._owner.close_timeout)
             except (nats.errors.Error, TimeoutError):
                 with contextlib.suppress(nats.errors.Error):
                     await nats_subscription.unsubscribe()
