@@ -98,9 +98,20 @@ async def connect_nats(
         else:
             logger.warning("NATS connection: %s", exc)
 
+    async def disconnected_cb() -> None:
+        # nats-py calls this on close() too; only an outage is worth a warning.
+        if not connecting and not nc.is_closed:
+            logger.warning("disconnected from the NATS server; reconnecting")
+
+    async def reconnected_cb() -> None:
+        url = nc.connected_url
+        logger.info("reconnected to the NATS server at %s", url.netloc if url else "?")
+
     kwargs: dict[str, Any] = {
         "servers": servers,
         "name": name,
+        "disconnected_cb": disconnected_cb,
+        "reconnected_cb": reconnected_cb,
         "connect_timeout": connect_timeout,
         "allow_reconnect": True,
         # The client checks the subjects it is given itself, once per subject; every
