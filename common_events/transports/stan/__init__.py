@@ -96,16 +96,16 @@ async def connect_nats(
         if connecting:
             errors.append(exc)
         else:
-            logger.warning("NATS connection: %s", exc)
+            logger.warning("NATS connection of %s: %s", name, exc)
 
     async def disconnected_cb() -> None:
         # nats-py calls this on close() too; only an outage is worth a warning.
         if not connecting and not nc.is_closed:
-            logger.warning("disconnected from the NATS server; reconnecting")
+            logger.warning("%s disconnected from the NATS server; reconnecting", name)
 
     async def reconnected_cb() -> None:
         url = nc.connected_url
-        logger.info("reconnected to the NATS server at %s", url.netloc if url else "?")
+        logger.info("%s reconnected to the NATS server at %s", name, url.netloc if url else "?")
 
     kwargs: dict[str, Any] = {
         "servers": servers,
