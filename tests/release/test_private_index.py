@@ -510,6 +510,43 @@ def test_example_services_exchange_events_in_the_installed_environment(
 
 
 @pytest.mark.parametrize("service", ["tickets_service", "orders_service"])
+def test_example_entry_points_run_until_sigterm_in_the_installed_environment(
+    installed: Path, examples_copy: Path, service: str, tmp_path: Path
+) -> None:
+    log_path = tmp_path / f"{service}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(installed), "-m", service],
+            cwd=examples_copy / service,
+            env=clean_environment(
+                COMMON_EVENTS_URL="memory://",
+                TICKETS_DB=str(tmp_path / "tickets.sqlite3"),
+                ORDERS_DB=str(tmp_path / "orders.sqlite3"),
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + READY_TIMEOUT
+            while "service running with 2 listener(s)" not in log_path.read_text():
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                # Waiting on the process is the pause, and notices at once if it dies.
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.05)
+            process.terminate()  # SIGTERM, as a container runtime stops a service
+            assert process.wait(timeout=20) == 0, log_path.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    output = log_path.read_text()
+    assert "received SIGTERM; shutting down" in output
+    assert output.rstrip().endswith("service stopped")
+
+
+@pytest.mark.parametrize("service", ["tickets_service", "orders_service"])
 def test_example_service_tests_pass_with_the_installed_pytest_plugin(
     installed: Path, examples_copy: Path, service: str, distributions: Distributions
 ) -> None:
