@@ -12,7 +12,7 @@ from common_events import __version__
 
 # Each module has ``register(subparsers)``, which adds its subcommand and sets
 # ``func(args) -> int`` as the parser default.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "monitor")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "monitor", "schema", "asyncapi")
 
 
 def build_parser() -> argparse.ArgumentParser:
