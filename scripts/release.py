@@ -94,7 +94,7 @@ def artifacts(outdir: Path, version: str) -> list[Path]:
 
 def build(outdir: Path, version: str) -> list[Path]:
     outdir.mkdir(parents=True, exist_ok=True)
-    # Old files of this version would be uploaded with the new ones; remove them.
+    # Files of an earlier build must not be checked or uploaded with this one's.
     for stale in outdir.glob(f"{DISTRIBUTION}-*"):
         stale.unlink()
     if run([sys.executable, "-m", "build", "--outdir", str(outdir), str(ROOT)]).returncode:
@@ -115,8 +115,8 @@ def upload(outdir: Path, version: str, repository_url: str) -> None:
             "twine",
             "--no-color",
             "upload",
-            # --verbose prints the index's answer, which is where it says "already
-            # exists" (pypiserver and PyPI answer a bare 400 otherwise).
+            # --verbose prints the body of the index's answer, which is where it says
+            # "already exists"; without it twine shows only "400 Bad Request".
             "--verbose",
             "--non-interactive",
             "--disable-progress-bar",
@@ -131,7 +131,8 @@ def upload(outdir: Path, version: str, repository_url: str) -> None:
     if result.returncode == 0:
         print(f"release: uploaded common-events {version} to {repository_url}")
         return
-    # pypiserver answers 409 Conflict, PyPI and others 400 "File already exists".
+    # pypiserver and PyPI answer 400 with "already exists" in the body, other indexes
+    # (older pypiserver, some proxies) 409 Conflict.
     if re.search(r"\b409\b|already exists", output, re.I):
         raise ReleaseError(
             f"common-events {version} is already on {repository_url}. An index never "
