@@ -10,6 +10,7 @@ import: the caller passes them in (``common-events asyncapi`` does).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -156,7 +157,8 @@ def dump_document(document: Mapping[str, Any], document_format: DocumentFormat) 
     if document_format == "json":
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     try:
-        import yaml
+        # Imported by name so that type-checking the package needs no PyYAML stubs.
+        yaml: Any = importlib.import_module("yaml")
     except ModuleNotFoundError:
         log.warning(
             "PyYAML is not installed (pip install 'common-events[yaml]'); writing JSON, "
