@@ -196,15 +196,20 @@ async def test_publishes_in_flight_are_bounded_and_each_times_out_on_its_own(
     frozen: Callable[[], None],
 ) -> None:
     transport = await connect(
-        stan_server.url, max_pub_acks_inflight=4, publish_timeout=0.5, ping_interval=60
+        stan_server.url, max_pub_acks_inflight=4, publish_timeout=1.5, ping_interval=60
     )
     transports.append(transport)
     frozen()
     tasks = [asyncio.create_task(transport.publish(SUBJECT, b"{}")) for _ in range(10)]
-    done, _ = await asyncio.wait(tasks, timeout=0.2)
-    # Four are out; the other six wait for a free slot instead of being sent.
-    assert not done
-    assert transport.client.pub_acks_inflight == 4
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=0.2)
+        # Four are out; the other six wait for a free slot instead of being sent.
+        assert not done
+        assert transport.client.pub_acks_inflight == 4
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
 
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
     assert all(isinstance(result, PublishTimeout) for result in results)
