@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from common_events import __version__
 from common_events.contracts.compatibility import Mode, check_compatibility
@@ -26,6 +27,9 @@ def test_releases_are_found_in_the_package_in_version_order() -> None:
     assert versions == sorted(versions, key=version_key)
     assert snapshot_root().joinpath("0.1.0").is_dir()
     assert version_key("1.10.0") > version_key("1.9.3")
+    for schemas in load_releases().values():
+        for schema in schemas.values():
+            Draft202012Validator.check_schema(schema)
 
 
 def test_no_breaking_change_since_a_release_of_the_same_major_version() -> None:
