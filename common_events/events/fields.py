@@ -7,6 +7,7 @@ they are strings.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -43,9 +44,13 @@ Price = Annotated[
 """A non-negative, finite JSON number."""
 
 
+_ISO_DATE_TIME = re.compile(r"^[+-]?\d{4,6}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _only_text_or_datetime(value: Any) -> Any:
-    # Lax pydantic would read a number as a Unix timestamp; the wire only has strings.
-    if isinstance(value, str | datetime):
+    # Lax pydantic would read a number, or a string of digits, as a Unix timestamp;
+    # the wire only has ISO-8601 strings.
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE_TIME.match(value)):
         return value
     raise ValueError("must be an ISO-8601 date-time string with an offset")
 

@@ -28,7 +28,7 @@ class TicketCreatedEvent(VersionedEvent):
 
 
 class TicketUpdatedEvent(VersionedEvent):
-    """A ticket's title or price changed, or it was reserved (``order_id`` set) or freed."""
+    """A ticket's title or price changed, or it was reserved (``orderId`` set) or freed."""
 
     subject: ClassVar[Subjects] = Subjects.TICKET_UPDATED
 

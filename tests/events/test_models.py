@@ -149,7 +149,9 @@ def test_expires_at_accepts_any_offset_and_writes_to_iso_string(text: str) -> No
     assert event.status is OrderStatus.AWAITING_PAYMENT
 
 
-@pytest.mark.parametrize("value", ["2026-11-27T06:40:00", 1764225600, "tomorrow"])
+@pytest.mark.parametrize(
+    "value", ["2026-11-27T06:40:00", 1764225600, "1764225600", "tomorrow", "2026-11-27"]
+)
 def test_expires_at_rejects_naive_numbers_and_nonsense(value: Any) -> None:
     with pytest.raises(ValidationError, match="expiresAt"):
         OrderCreatedEvent.model_validate_json(json.dumps(order(value)))
