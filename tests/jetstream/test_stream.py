@@ -132,3 +132,11 @@ async def test_nothing_listening_is_a_connect_error(jetstream_connect: Connect) 
     url = f"nats://127.0.0.1:{free_loopback_port()}"
     with pytest.raises(ConnectError, match=re.escape(f"could not connect to NATS at {url}")):
         await jetstream_connect(url, connect_timeout=1.0)
+
+
+async def test_a_server_list_with_a_dead_entry_still_connects(
+    nats_server: EmbeddedNatsServer, jetstream_connect: Connect
+) -> None:
+    dead = f"nats://127.0.0.1:{free_loopback_port()}"
+    transport = await jetstream_connect(f"{dead},{nats_server.url}", connect_timeout=1.0)
+    assert (await transport.publish("ticket:created", b"{}")).sequence == 1

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import ssl
 import uuid
 from collections.abc import Awaitable, Mapping
 from types import MappingProxyType
@@ -138,7 +139,7 @@ class JetStreamTransport:
             "user": options.user,
             "password": options.password,
             "token": options.token,
-            # Try the servers in the order given; a cluster client still fails over.
+            # Shuffled, so that the instances of a service spread over a cluster's nodes.
             "dont_randomize": False,
         }
         if options.creds_file is not None:
@@ -152,13 +153,11 @@ class JetStreamTransport:
             await client.connect(**kwargs)
         except ConnectError:
             self._closing = True
-            with contextlib.suppress(Exception):
-                await client.close()
+            await self._abandon(client)
             raise
         except (OSError, nats.errors.Error, TimeoutError) as error:
             self._closing = True
-            with contextlib.suppress(Exception):
-                await client.close()
+            await self._abandon(client)
             reasons = "; ".join(self._connect_failures) or str(error) or type(error).__name__
             raise ConnectError(f"could not connect to NATS at {where}: {reasons}") from None
         finally:
@@ -176,6 +175,15 @@ class JetStreamTransport:
             await self._shutdown_client()
             raise
         logger.info("connected to %s, stream %s", where, options.stream)
+
+    async def _abandon(self, client: Client) -> None:
+        """Close a client whose first connection failed.
+
+        Bounded: after a failed TLS handshake nats-py waits for a socket that never
+        reports closed.
+        """
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), self.options.connect_timeout)
 
     async def _ensure_stream(self) -> None:
         options = self.options
@@ -305,6 +313,14 @@ class JetStreamTransport:
                 raise AuthenticationError(
                     f"NATS at {servers} refused the credentials "
                     f"({text.removeprefix('nats: ').strip()!s}): " + self._credential_hint()
+                )
+            if isinstance(error, ssl.SSLError):
+                # Another attempt would fail the same way (and nats-py hangs on the
+                # broken socket), so stop at the first.
+                raise ConnectError(
+                    f"TLS with NATS at {', '.join(map(redact, self._servers))} failed: {text}; "
+                    "pass "
+                    "tls=ssl.create_default_context(cafile=...) trusting the server's CA"
                 )
             self._connect_failures.append(text or type(error).__name__)
             if len(self._connect_failures) >= len(self._servers):
