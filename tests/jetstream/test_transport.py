@@ -10,6 +10,14 @@ import nats
 import pytest
 
 import common_events
+from common_events import (
+    DeadLetter,
+    DeadLetterReason,
+    Listener,
+    Message,
+    TicketCreatedEvent,
+    connect,
+)
 from common_events.embedded import EmbeddedNatsServer
 from common_events.errors import PublishError, TransportClosed
 from common_events.transports.base import SubscriptionOptions, TransportMessage
@@ -178,7 +186,9 @@ async def test_a_returning_durable_may_change_its_ack_wait_and_in_flight(
     finally:
         await nc.close()
     assert (info.config.ack_wait, info.config.max_ack_pending) == (7.0, 3)
-    assert info.config.max_deliver == 4
+    # One more than max_deliveries, so the core sees a message past its limit (and
+    # dead-letters it) rather than the server dropping it.
+    assert info.config.max_deliver == 5
 
 
 async def test_close_is_idempotent_and_final(
@@ -191,3 +201,32 @@ async def test_close_is_idempotent_and_final(
     with pytest.raises(TransportClosed):
         await transport.publish(SUBJECT, b"{}")
     assert await consumer_names(nats_server.url) == [consumer_name("d", SUBJECT)]
+
+
+async def test_a_message_whose_deliveries_all_time_out_is_dead_lettered_not_dropped(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    attempts: list[int] = []
+
+    class ForgetfulListener(Listener[TicketCreatedEvent]):
+        queue_group = "orders-service"
+        ack_wait = 0.3
+        max_deliveries = 2
+
+        async def on_message(self, event: TicketCreatedEvent, msg: Message) -> None:
+            attempts.append(msg.delivery_count)  # and never acknowledges
+
+    dead_letters = Collector()
+    async with await connect(nats_server.url) as bus:
+        await bus.subscribe(
+            "dead-letter:ticket:created", dead_letters, SubscriptionOptions(durable_name="ops")
+        )
+        await ForgetfulListener(bus).listen()
+        event = TicketCreatedEvent(id="t1", version=0, title="x", price=1, user_id="u1")
+        await bus.publish("ticket:created", event.model_dump_json().encode())
+        [dead] = await dead_letters.wait_for_count(1)
+
+    record = DeadLetter.model_validate_json(dead.data)
+    assert attempts == [1, 2]
+    assert record.delivery_count == 3
+    assert record.reason == DeadLetterReason.MAX_DELIVERIES

@@ -52,6 +52,7 @@ class ConsumerPlan:
     ack_wait: float
     max_ack_pending: int
     max_deliver: int | None
+    """The server's bound on deliveries; ``None`` for unbounded."""
     inactive_threshold: float | None
 
 
@@ -93,6 +94,11 @@ def plan_consumer(
         deliver_all=options.deliver_all_available,
         ack_wait=options.ack_wait,
         max_ack_pending=max(1, options.max_in_flight),
-        max_deliver=options.max_deliveries,
+        # One delivery more than the core's limit: the core dead-letters a message on
+        # its last failed attempt, but one whose deliveries all timed out (a handler
+        # that hung, a listener shutting down) is only seen as over the limit on the
+        # next delivery. With max_deliver equal to the limit the server would drop it
+        # silently instead; the extra delivery only ever goes to the dead-letter subject.
+        max_deliver=options.max_deliveries + 1 if options.max_deliveries is not None else None,
         inactive_threshold=None if durable else ephemeral_inactive_threshold,
     )
