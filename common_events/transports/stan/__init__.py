@@ -7,6 +7,7 @@ machine in ``client``, the ``Transport`` adapter in ``transport``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -92,9 +93,13 @@ async def connect_nats(
     errors: list[Exception] = []
     connecting = True
 
+    tls_failed = asyncio.Event()
+
     async def error_cb(exc: Exception) -> None:
         if connecting:
             errors.append(exc)
+            if isinstance(exc, ssl.SSLError):
+                tls_failed.set()
         else:
             logger.warning("NATS connection of %s: %s", name, exc)
 
@@ -139,7 +144,7 @@ async def connect_nats(
         kwargs["closed_cb"] = closed_cb
     nc = NatsClient()
     try:
-        await nc.connect(**kwargs)
+        await _first_connect(nc, kwargs, tls_failed, bound=2 * len(servers) * connect_timeout + 1)
     except Exception as exc:
         seen = [*errors, exc]
         if any(_is_auth_error(e) for e in seen):
@@ -158,6 +163,32 @@ async def connect_nats(
     nc.options["reconnect_time_wait"] = reconnect_time_wait
     nc.options["max_reconnect_attempts"] = max_reconnect_attempts
     return nc
+
+
+async def _first_connect(
+    nc: NatsClient, kwargs: dict[str, Any], tls_failed: asyncio.Event, *, bound: float
+) -> None:
+    """``nc.connect(**kwargs)``, given up on a TLS failure or after ``bound`` seconds.
+
+    After a failed TLS handshake nats-py 2.16 waits forever for the socket to close
+    before it tries again; the error has been reported by then, so stop there.
+    """
+    connecting = asyncio.ensure_future(nc.connect(**kwargs))
+    tls_waiter = asyncio.ensure_future(tls_failed.wait())
+    try:
+        await asyncio.wait(
+            {connecting, tls_waiter}, timeout=bound, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        tls_waiter.cancel()
+    if connecting.done():
+        connecting.result()
+        return
+    connecting.cancel()
+    await asyncio.wait({connecting}, timeout=1)
+    if tls_failed.is_set():
+        raise ConnectError("TLS handshake failed")
+    raise ConnectError(f"no connection within {bound:.0f}s")
 
 
 def _is_auth_error(exc: BaseException) -> bool:
