@@ -77,6 +77,15 @@ async def test_bad_credentials_say_so(
     assert transport.client_id in server.client_ids()
 
 
+async def test_token_goes_to_the_nats_server(
+    stan_server_factory: ServerFactory, transports: list[StanTransport]
+) -> None:
+    server = stan_server_factory(extra_args=("--auth", "t0ken"))
+    with pytest.raises(AuthenticationError):
+        await connect(server.url, token="wrong")
+    transports.append(await connect(server.url, token="t0ken"))
+
+
 async def test_no_server_at_the_address_says_so(stan_server: StanServer) -> None:
     stan_server.stop()
     with pytest.raises(ConnectError, match="could not connect to the NATS server"):
