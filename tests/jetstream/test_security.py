@@ -9,8 +9,10 @@ import nats
 import pytest
 
 from common_events.embedded import EmbeddedNatsServer
-from common_events.errors import AuthenticationError, PermissionDenied
+from common_events.errors import AuthenticationError, PermissionDenied, SubscribeError
+from common_events.transports.base import SubscriptionOptions
 from common_events.transports.jetstream import JetStreamTransport
+from tests.support.collect import Collector
 
 Connect = Callable[..., Awaitable[JetStreamTransport]]
 ServerFactory = Callable[..., Awaitable[EmbeddedNatsServer]]
@@ -96,3 +98,18 @@ async def test_wrong_user_password_is_an_authentication_error(
     server = await nats_server_factory(PERMISSIONS_CONFIG)
     with pytest.raises(AuthenticationError, match="the user or password was not accepted"):
         await jetstream_connect(server.url, user="tickets", password="nope")
+
+
+async def test_a_subscription_outside_the_users_permissions_is_refused_at_once(
+    nats_server_factory: ServerFactory, jetstream_connect: Connect
+) -> None:
+    server = await nats_server_factory(PERMISSIONS_CONFIG)
+    await jetstream_connect(server.url, user="admin", password="admin-pw")
+    # The user may subscribe to _INBOX.> only; deliveries under another prefix are refused.
+    tickets = await jetstream_connect(
+        server.url, user="tickets", password="tickets-pw", deliver_prefix="deliveries"
+    )
+    with pytest.raises(SubscribeError, match="permissions violation for subscription"):
+        await tickets.subscribe(
+            "order:created", Collector(), SubscriptionOptions(durable_name="tickets-service")
+        )

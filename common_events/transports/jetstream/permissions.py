@@ -9,6 +9,7 @@ a violation for that subject interrupts the wait, and the call raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,9 +30,15 @@ class _Wait:
     denied: str | None = field(default=None)
 
     def covers(self, kind: str, subject: str) -> bool:
+        """Whether a violation for ``subject`` concerns this wait.
+
+        nats-py lowercases the server's error text, subject included, so subjects are
+        compared without case.
+        """
         if kind != self.kind:
             return False
-        return subject.startswith(self.subject) if self.prefix else subject == self.subject
+        mine, theirs = self.subject.lower(), subject.lower()
+        return theirs.startswith(mine) if self.prefix else theirs == mine
 
 
 class PermissionWatch:
@@ -48,7 +55,7 @@ class PermissionWatch:
         wait = _Wait(kind, subject, prefix, task)
         self._waits.add(wait)
         try:
-            return await awaitable
+            result = await awaitable
         except asyncio.CancelledError:
             if wait.denied is None:
                 raise
@@ -56,6 +63,16 @@ class PermissionWatch:
             raise PermissionDenied(wait.denied) from None
         finally:
             self._waits.discard(wait)
+        if wait.denied is not None:
+            # The call completed in the same instant (a flush's PONG right behind the
+            # -ERR), and asyncio.wait_for swallowed the cancellation: still denied.
+            # Take back the cancellation in case it is still pending for this task.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)
+            if task.cancelling():
+                task.uncancel()
+            raise PermissionDenied(wait.denied)
+        return result
 
     def violation(self, kind: str, subject: str, text: str) -> bool:
         """Interrupt every wait on ``subject``; whether anything was waiting."""

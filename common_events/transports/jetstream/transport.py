@@ -476,7 +476,7 @@ class JetStreamTransport:
         subscription = JetStreamSubscription(self, subject, handler, plan)
         try:
             await subscription.start(client)
-            await self._watch.run("subscription", plan.deliver_subject, client.flush())
+            await self._watch.run("subscription", plan.deliver_subject, _round_trip(client))
         except PermissionDenied as error:
             await subscription.stop()
             raise SubscribeError(
@@ -569,7 +569,7 @@ class JetStreamTransport:
         if plan.durable or client is None or client.is_closed:
             return
         try:
-            await client.flush()
+            await _round_trip(client)
             info = await self._jsm.consumer_info(self.options.stream, plan.name)
             if not info.push_bound:
                 await self._jsm.delete_consumer(self.options.stream, plan.name)
@@ -604,6 +604,17 @@ class JetStreamTransport:
 
     def __repr__(self) -> str:
         return f"JetStreamTransport(url={self._url!r}, stream={self.options.stream!r})"
+
+
+async def _round_trip(client: Client) -> None:
+    """Return once the server has processed everything sent so far.
+
+    nats-py writes a flush's PING straight to the socket, ahead of commands still
+    buffered (a new SUB), so one flush may be answered before the server has seen them;
+    the second PING follows them.
+    """
+    await client.flush()
+    await client.flush()
 
 
 def _existing_stream(info: api.StreamInfo) -> ExistingStream:
