@@ -274,3 +274,29 @@ async def test_a_publish_with_its_own_timeout_expires_on_its_own(
     assert not slow.done()
     assert transport.client.pub_acks_inflight == 1
     slow.cancel()
+
+
+async def test_close_waits_for_a_running_handler_but_not_forever(
+    stan_server: StanServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = await connect(stan_server.url, handler_grace=0.3)
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def stuck(message: TransportMessage) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    await transport.subscribe(SUBJECT, stuck, SubscriptionOptions(durable_name="d"))
+    await transport.publish(SUBJECT, b"{}")
+    await asyncio.wait_for(started.wait(), 5)
+
+    with caplog.at_level(logging.WARNING, logger="common_events.transports.stan"):
+        await asyncio.wait_for(transport.close(), 5)
+    await asyncio.wait_for(cancelled.wait(), 5)
+    assert "still running after 0.3s" in caplog.text
+    assert transport.client_id not in stan_server.client_ids()

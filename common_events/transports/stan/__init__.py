@@ -222,6 +222,7 @@ async def connect(
     max_pub_acks_inflight: int = 16384,
     ping_interval: float = 5.0,
     ping_max_out: int = 3,
+    handler_grace: float = 5.0,
     reconnect_time_wait: float = 2.0,
     max_reconnect_attempts: int = -1,
     on_connection_lost: ConnectionLostCallback | None = None,
@@ -233,6 +234,7 @@ async def connect(
     its query string. ``user``/``password``/``token``/``creds_file``/``tls`` go to nats-py.
     Pass ``nats_connection`` to run on a NATS connection you own (it is not closed).
 
+    ``close()`` waits up to ``handler_grace`` seconds for running handlers.
     ``on_connection_lost`` is called (it may be a coroutine function) with a
     ``ConnectionLost`` when the server forgets this client or stops answering PINGs;
     subscriptions stop and publishes fail from then on.
@@ -250,6 +252,7 @@ async def connect(
         max_pub_acks_inflight=max_pub_acks_inflight,
         ping_interval=ping_interval,
         ping_max_out=ping_max_out,
+        handler_grace=handler_grace,
     )
     stan: StanClient | None = None
 

@@ -68,6 +68,9 @@ class ClientOptions:
     """Seconds between PINGs to the server (at least 1 is announced to the server)."""
     ping_max_out: int = 3
     """PINGs without answer after which the session counts as lost."""
+    handler_grace: float = 5.0
+    """Seconds a closing subscription waits for its running handler; after that the
+    handler is cancelled and its message comes back after ack wait."""
 
 
 class NoStreamingServerError(ConnectError):
@@ -321,7 +324,15 @@ class StanSubscription:
         if self._in_handler:
             if self._idle_waiter is None or self._idle_waiter.done():
                 self._idle_waiter = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._idle_waiter)
+            grace = self._client.options.handler_grace
+            done, _ = await asyncio.wait({self._idle_waiter}, timeout=grace)
+            if not done:
+                logger.warning(
+                    "handler for %s still running after %.1fs; cancelling it, its message "
+                    "comes back after ack wait",
+                    self.subject,
+                    grace,
+                )
         nats_sub, self._nats_sub = self._nats_sub, None
         if nats_sub is not None:
             # Fails harmlessly when the NATS connection is closed already.
