@@ -9,8 +9,10 @@ clients, doing the same work with the same payload (a ``ticket:created`` event):
 - publish, pipelined, callbacks: send without waiting and count the PubAcks in a
   callback, at most ``--window`` unacknowledged (Node: ``stan.publish(subject, data,
   ackHandler)``; ours: ``StanClient.publish_async`` and a done callback);
-- publish, pipelined, gather: ``asyncio.gather`` over ``Publisher.publish`` (Node runs
-  its callback style again, as it has no other);
+- publish, pipelined, publish_many: ``Publisher.publish_many`` with ``--window``
+  publishes in flight (Node: its callback style again, as it has no other);
+- publish, pipelined, gather: ``asyncio.gather`` over ``Publisher.publish`` (Node: the
+  same);
 - consume: deliver all available, manual ack, each message parsed and validated as a
   ``TicketCreatedEvent`` (Python: a ``Listener``; Node: JSON.parse and field checks).
 
@@ -108,6 +110,17 @@ class Bench:
             started = time.perf_counter()
             # Many publishes in flight, bounded by max_pub_acks_inflight (the window).
             await asyncio.gather(*(publisher.publish(EVENT) for _ in range(n)))
+            return Result(n, time.perf_counter() - started)
+        finally:
+            await bus.close()
+
+    async def py_publish_many(self, n: int) -> Result:
+        bus = await self.bus("py-many")
+        publisher = TicketCreatedPublisher(bus)
+        try:
+            started = time.perf_counter()
+            # The public bulk API: a fixed number of workers, window publishes in flight.
+            await publisher.publish_many([EVENT] * n, window=self.window)
             return Result(n, time.perf_counter() - started)
         finally:
             await bus.close()
@@ -256,6 +269,17 @@ async def main() -> int:
                     *await best_of(
                         args.repeat,
                         lambda: bench.py_publish_callbacks(args.messages),
+                        lambda: bench.node_async(
+                            "publish-pipelined", "node-pipe", args.messages, payload,
+                            str(args.window),
+                        ),
+                    ),
+                ),
+                (
+                    "publish, pipelined (publish_many)",
+                    *await best_of(
+                        args.repeat,
+                        lambda: bench.py_publish_many(args.messages),
                         lambda: bench.node_async(
                             "publish-pipelined", "node-pipe", args.messages, payload,
                             str(args.window),

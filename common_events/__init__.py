@@ -18,6 +18,7 @@ from common_events.core import (
 )
 from common_events.errors import (
     AuthenticationError,
+    BatchPublishError,
     CommonEventsError,
     ConfigurationError,
     ConnectError,
@@ -55,6 +56,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EVENT_TYPES",
     "AuthenticationError",
+    "BatchPublishError",
     "Bus",
     "CancelledOrderTicket",
     "CommonEventsError",

@@ -5,6 +5,8 @@ Imported by the transports and the core; imports nothing of the package itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CommonEventsError(Exception):
     """Base of every error raised by common_events."""
@@ -43,6 +45,19 @@ class PublishError(TransportError):
 
 class PublishTimeout(PublishError, TimeoutError):
     """No confirmation came within the publish timeout."""
+
+
+class BatchPublishError(PublishError):
+    """Some publishes of ``Publisher.publish_many`` failed.
+
+    ``acks`` holds the confirmation of each event in order, ``None`` where there is
+    none; ``errors`` the failures. The first failure is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, acks: list[Any], errors: list[BaseException]) -> None:
+        super().__init__(message)
+        self.acks = acks
+        self.errors = errors
 
 
 class PermissionDenied(PublishError):

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from common_events import (
+    BatchPublishError,
     Bus,
     OrderCreatedEvent,
     PublishAck,
@@ -78,3 +79,35 @@ async def test_order_created_is_written_as_the_orders_service_writes_it(bus: Bus
     (data,) = stored(bus, "order:created")
     assert data == raw
     assert json.loads(data)["expiresAt"] == "2026-11-27T06:40:00.000Z"
+
+
+async def test_publish_many_confirms_every_event_in_order(bus: Bus) -> None:
+    events = [
+        TicketCreatedEvent(id=f"t{n}", version=0, title="x", price=n, user_id="u")
+        for n in range(50)
+    ]
+    acks = await TicketCreatedPublisher(bus).publish_many(events, window=8)
+    assert [ack.sequence for ack in acks] == list(range(1, 51))
+    assert stored(bus, "ticket:created") == [e.model_dump_json().encode() for e in events]
+
+
+async def test_publish_many_checks_every_event_before_sending(bus: Bus) -> None:
+    good = TicketCreatedEvent(id="t1", version=0, title="x", price=1, user_id="u")
+    bad = TicketUpdatedEvent(id="t1", version=1, title="x", price=1, user_id="u")
+    with pytest.raises(TypeError, match="TicketUpdatedEvent"):
+        await TicketCreatedPublisher(bus).publish_many([good, bad])  # type: ignore[list-item]
+    assert stored(bus, "ticket:created") == []
+
+
+async def test_publish_many_reports_what_was_confirmed_when_the_broker_fails() -> None:
+    bus = await connect("memory://")
+    events = [
+        TicketCreatedEvent(id=f"t{n}", version=0, title="x", price=n, user_id="u")
+        for n in range(3)
+    ]
+    await bus.close()
+    with pytest.raises(BatchPublishError) as caught:
+        await TicketCreatedPublisher(bus).publish_many(events)
+    assert caught.value.acks == [None, None, None]
+    assert isinstance(caught.value.__cause__, TransportClosed)
+    assert "0 of 3" in str(caught.value)
