@@ -41,6 +41,8 @@ class JetStreamOptions:
     publish_attempt_timeout: float = 2.0
     """Time one attempt waits for the stream's reply before it is sent again with the
     same ``Nats-Msg-Id`` (stored once thanks to the duplicate window)."""
+    max_pending_publishes: int = 1024
+    """Publishes waiting on the server at once; more wait their turn in the client."""
     request_timeout: float = 5.0
     """Timeout of JetStream API requests (stream and consumer management)."""
 
@@ -78,6 +80,8 @@ class JetStreamOptions:
         for name in ("publish_timeout", "publish_attempt_timeout", "request_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive")
+        if self.max_pending_publishes < 1:
+            raise ConfigurationError("max_pending_publishes must be at least 1")
         if self.duplicate_window is not None and self.duplicate_window <= 0:
             raise ConfigurationError("duplicate_window must be positive")
         if self.token is not None and (self.user is not None or self.password is not None):

