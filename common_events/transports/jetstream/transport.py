@@ -318,9 +318,9 @@ class JetStreamTransport:
             if isinstance(error, ssl.SSLError):
                 # Another attempt would fail the same way (and nats-py hangs on the
                 # broken socket), so stop at the first.
+                servers = ", ".join(redact(server) for server in self._servers)
                 raise ConnectError(
-                    f"TLS with NATS at {', '.join(map(redact, self._servers))} failed: {text}; "
-                    "pass "
+                    f"TLS with NATS at {servers} failed: {text}; pass "
                     "tls=ssl.create_default_context(cafile=...) trusting the server's CA"
                 )
             self._connect_failures.append(text or type(error).__name__)
@@ -342,7 +342,9 @@ class JetStreamTransport:
                 error.subject,
             )
             return
-        logger.error("NATS connection error: %s", text or type(error).__name__)
+        # Mostly a lost socket that nats-py is about to re-establish; if it cannot,
+        # _on_closed says so as an error.
+        logger.warning("NATS connection error: %s", text or type(error).__name__)
 
     def _credential_hint(self) -> str:
         options = self.options
