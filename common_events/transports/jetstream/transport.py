@@ -184,7 +184,7 @@ class JetStreamTransport:
         reports closed.
         """
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), self.options.connect_timeout)
+            await asyncio.wait_for(client.close(), min(self.options.connect_timeout, 1.0))
 
     async def _ensure_stream(self) -> None:
         options = self.options
