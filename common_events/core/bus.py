@@ -6,6 +6,7 @@ underneath. Pass the bus around; there is no global one.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -14,7 +15,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from common_events.errors import ConfigurationError
+from common_events.errors import ConfigurationError, ConnectionLost
 from common_events.transports.base import (
     MessageHandler,
     PublishAck,
@@ -46,6 +47,25 @@ class Bus:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self._closed = False
+        self._lost: ConnectionLost | None = None
+        self._lost_event = asyncio.Event()
+        transport.add_connection_lost_callback(self._connection_lost)
+
+    def _connection_lost(self, error: ConnectionLost) -> None:
+        if self._lost is None:
+            self._lost = error
+            self._lost_event.set()
+
+    @property
+    def lost(self) -> ConnectionLost | None:
+        """Why the connection is gone for good, or ``None`` while it is not."""
+        return self._lost
+
+    async def wait_lost(self) -> ConnectionLost:
+        """Wait until the connection is lost for good (never, after a plain ``close()``)."""
+        await self._lost_event.wait()
+        assert self._lost is not None
+        return self._lost
 
     @property
     def url(self) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from common_events.core.bus import Bus
 from common_events.core.listener import Listener
+from common_events.errors import ConnectionLost
 
 log = logging.getLogger("common_events.service")
 
@@ -27,6 +28,10 @@ async def run_service(
     handlers in flight, close the subscriptions (durables survive, so the next start
     resumes where this one stopped) and close the connection, which tells the broker
     at once that this client is gone.
+
+    If the connection is lost for good meanwhile (the broker forgot this client, or no
+    server can be reached), the same shutdown runs and ``ConnectionLost`` is raised, so
+    the process exits with an error and its supervisor starts it afresh.
     """
     stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -38,11 +43,12 @@ async def run_service(
             log.debug("cannot install a handler for %s here", signum.name)
         else:
             installed.append(signum)
+    lost: ConnectionLost | None = None
     try:
         for listener in listeners:
             await listener.listen()
         log.info("service running with %d listener(s) on %s", len(listeners), bus.url)
-        await stop.wait()
+        lost = await _until_stopped_or_lost(stop, bus)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -57,6 +63,25 @@ async def run_service(
                 log.error("closing %s failed: %r", type(listener).__name__, result)
         await bus.close()
         log.info("service stopped")
+    if lost is not None:
+        # Exit with the error, as the reference services exit when their client
+        # closes: the orchestrator restarts the service, which reconnects afresh.
+        raise lost
+
+
+async def _until_stopped_or_lost(stop: asyncio.Event, bus: Bus) -> ConnectionLost | None:
+    stopping = asyncio.ensure_future(stop.wait())
+    losing = asyncio.ensure_future(bus.wait_lost())
+    try:
+        await asyncio.wait({stopping, losing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        losing.cancel()
+    if stop.is_set():
+        return None
+    lost = bus.lost
+    log.error("connection lost (%s); shutting down", lost)
+    return lost
 
 
 def _on_signal(signum: signal.Signals, stop: asyncio.Event) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from common_events.errors import ConnectionLost
+
 
 @dataclass(frozen=True, slots=True)
 class PublishAck:
@@ -93,6 +95,9 @@ class TransportMessage(Protocol):
         ...
 
 
+ConnectionLostCallback = Callable[[ConnectionLost], object]
+"""Told once that a transport's connection is gone for good (not after ``close()``)."""
+
 MessageHandler = Callable[[TransportMessage], Awaitable[None]]
 """Called once per delivery. A transport awaits it before handing the same subscription
 its next message, so one subscription's handler never runs twice at once."""
@@ -128,6 +133,11 @@ class Transport(Protocol):
     async def subscribe(
         self, subject: str, handler: MessageHandler, options: SubscriptionOptions
     ) -> TransportSubscription: ...
+
+    def add_connection_lost_callback(self, callback: ConnectionLostCallback) -> None:
+        """Call ``callback`` once if the connection is lost for good: the broker forgot
+        this client, or no server could be reached again. Never after ``close()``."""
+        ...
 
     async def close(self) -> None:
         """Close every subscription (durables survive) and the connection; idempotent."""

@@ -24,6 +24,7 @@ from types import MappingProxyType
 
 from common_events.errors import TransportClosed
 from common_events.transports.base import (
+    ConnectionLostCallback,
     MessageHandler,
     PublishAck,
     SubscriptionOptions,
@@ -390,6 +391,10 @@ class MemoryTransport:
         subscription = self.broker.subscribe(subject, handler, options)
         self._subscriptions.append(subscription)
         return subscription
+
+    def add_connection_lost_callback(self, callback: ConnectionLostCallback) -> None:
+        # An in-process broker cannot be lost; nothing will ever be called.
+        del callback
 
     async def close(self) -> None:
         if self._closed:

@@ -7,9 +7,11 @@ import signal
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from typing import Self
 
 import pytest
 
+from common_events import Bus, Listener, Message, TicketCreatedEvent, run_service
 from common_events.errors import ConnectionLost
 from common_events.transports.stan import StanTransport, connect
 from tests.fixtures.stan import StanServer
@@ -98,3 +100,37 @@ async def test_a_client_replaced_by_another_with_its_id_learns_it_is_lost(
     assert "replaced" in str(error)
     assert newcomer.is_connected and not hung.is_connected
     assert stan_server.client_ids() == {"tickets-1"}
+
+
+async def test_run_service_stops_and_raises_when_the_server_forgets_the_client(
+    stan_server: StanServer,
+) -> None:
+    started = asyncio.Event()
+
+    class TicketCreatedListener(Listener[TicketCreatedEvent]):
+        queue_group = "orders-service"
+
+        async def listen(self) -> Self:
+            await super().listen()
+            started.set()
+            return self
+
+        async def on_message(self, event: TicketCreatedEvent, msg: Message) -> None:
+            await msg.ack()
+
+    transport = await connect(
+        stan_server.url, ping_interval=0.2, ping_max_out=3, reconnect_time_wait=0.1
+    )
+    bus = Bus(transport)
+    listener = TicketCreatedListener(bus)
+    service = asyncio.create_task(run_service(bus, listener))
+    async with asyncio.timeout(10):
+        await started.wait()
+
+    # A memory-store server that restarts has forgotten every client.
+    stan_server.restart()
+    with pytest.raises(ConnectionLost, match="no longer knows client"):
+        async with asyncio.timeout(15):
+            await service
+    assert bus.closed and bus.lost is not None
+    assert not listener.listening

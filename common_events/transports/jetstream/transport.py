@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 import ssl
@@ -38,6 +39,7 @@ from common_events.errors import (
     TransportError,
 )
 from common_events.transports.base import (
+    ConnectionLostCallback,
     MessageHandler,
     PublishAck,
     SubscriptionOptions,
@@ -104,6 +106,7 @@ class JetStreamTransport:
         self._closing = False
         self._closed = False
         self._lost = False
+        self._lost_callbacks: list[ConnectionLostCallback] = []
         self._publish_slots = asyncio.Semaphore(options.max_pending_publishes)
 
     # -- connection -------------------------------------------------------------------
@@ -368,7 +371,18 @@ class JetStreamTransport:
     async def _on_closed(self) -> None:
         if not (self._closing or self._connecting):
             self._lost = True
-            logger.error("the NATS connection closed for good (no server reachable)")
+            error = ConnectionLost("the NATS connection closed for good (no server reachable)")
+            logger.error("%s", error)
+            for callback in self._lost_callbacks:
+                try:
+                    result = callback(error)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    logger.exception("connection-lost callback failed")
+
+    def add_connection_lost_callback(self, callback: ConnectionLostCallback) -> None:
+        self._lost_callbacks.append(callback)
 
     # -- publishing ----------------------------------------------------------------------
 

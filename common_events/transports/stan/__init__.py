@@ -18,9 +18,9 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from common_events.errors import AuthenticationError, ConfigurationError, ConnectError
+from common_events.transports.base import ConnectionLostCallback
 from common_events.transports.stan.client import (
     ClientOptions,
-    ConnectionLostCallback,
     StanClient,
     StanMessage,
     StanSubscription,

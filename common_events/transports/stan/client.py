@@ -38,6 +38,7 @@ from common_events.errors import (
     TransportClosed,
     TransportError,
 )
+from common_events.transports.base import ConnectionLostCallback
 from common_events.transports.stan import protocol
 from common_events.transports.stan.protocol import StartPosition
 
@@ -49,7 +50,6 @@ _EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
 # characters, no wildcards (STAN has none).
 _VALID_SUBJECT = re.compile(r"[^.\s*>]+(\.[^.\s*>]+)*")
 
-ConnectionLostCallback = Callable[[ConnectionLost], Awaitable[None] | None]
 DeliveryHandler = Callable[["StanMessage"], Awaitable[None]]
 
 
@@ -384,7 +384,9 @@ class StanClient:
         self.client_id = client_id
         self.options = options
         self._owns_connection = owns_connection
-        self._on_connection_lost = on_connection_lost
+        self._lost_callbacks: list[ConnectionLostCallback] = (
+            [on_connection_lost] if on_connection_lost is not None else []
+        )
         self.state = State.CONNECTING
         self.conn_id = os.urandom(16).hex().encode()
         self._guid_prefix = os.urandom(8).hex()
@@ -891,6 +893,10 @@ class StanClient:
                 await self._nc.close()
             logger.debug("closed client %r", self.client_id)
 
+    def add_connection_lost_callback(self, callback: ConnectionLostCallback) -> None:
+        """Also call ``callback`` (it may be a coroutine function) if the session is lost."""
+        self._lost_callbacks.append(callback)
+
     async def _lose(self, error: ConnectionLost) -> None:
         """The session is gone: stop everything locally and tell the owner."""
         if self.state is not State.CONNECTED:
@@ -904,8 +910,7 @@ class StanClient:
         logger.error("NATS Streaming client %r: %s", self.client_id, error)
         # In the background: this may run inside one of the subscriptions' own tasks.
         self._spawn(self._release(subs))
-        callback = self._on_connection_lost
-        if callback is not None:
+        for callback in self._lost_callbacks:
             try:
                 result = callback(error)
                 if inspect.isawaitable(result):

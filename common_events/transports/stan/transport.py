@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 
 from common_events.transports.base import (
+    ConnectionLostCallback,
     MessageHandler,
     PublishAck,
     SubscriptionOptions,
@@ -83,6 +84,9 @@ class StanTransport:
         self._subscriptions = [s for s in self._subscriptions if s.active]
         self._subscriptions.append(subscription)
         return subscription
+
+    def add_connection_lost_callback(self, callback: ConnectionLostCallback) -> None:
+        self._client.add_connection_lost_callback(callback)
 
     async def close(self) -> None:
         """Close subscriptions (durables survive), send CloseRequest, close NATS."""
