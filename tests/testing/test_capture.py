@@ -153,5 +153,8 @@ def test_capture_needs_the_memory_transport() -> None:
     class Elsewhere:
         url = "nats://127.0.0.1:4222"
 
+        def add_connection_lost_callback(self, callback: object) -> None:
+            pass
+
     with pytest.raises(TypeError, match="in-memory transport"):
         PublishedEvents(Bus(Elsewhere()))  # type: ignore[arg-type]
