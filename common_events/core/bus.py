@@ -10,7 +10,7 @@ import asyncio
 import importlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -80,6 +80,12 @@ class Bus:
     ) -> PublishAck:
         """Publish raw bytes; prefer a ``Publisher``, which validates the event type."""
         return await self.transport.publish(subject, data, headers)
+
+    async def publish_many(
+        self, subject: str, payloads: Sequence[bytes]
+    ) -> list[PublishAck | Exception]:
+        """Publish raw payloads pipelined; prefer ``Publisher.publish_many``."""
+        return await self.transport.publish_many(subject, payloads)
 
     async def subscribe(
         self, subject: str, handler: MessageHandler, options: SubscriptionOptions

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
@@ -59,12 +58,14 @@ class Publisher(Generic[E]):
         log.debug("published %s: %s", self.subject.value, ack)
         return ack
 
-    async def publish_many(self, events: Iterable[E], *, window: int = 256) -> list[PublishAck]:
-        """Publish ``events`` with up to ``window`` confirmations outstanding at once.
+    async def publish_many(self, events: Iterable[E]) -> list[PublishAck]:
+        """Publish ``events`` with many confirmations outstanding at once.
 
-        Returns the confirmations in the order of ``events``. Every event is checked
-        before the first is sent. If a publish fails, no new one starts, and once those
-        under way have finished ``BatchPublishError`` says which were confirmed.
+        Faster than awaiting ``publish`` one by one, and than ``asyncio.gather`` over it:
+        the transport pipelines the batch within its own in-flight limit (NATS
+        Streaming: ``max_pub_acks_inflight``). Every event is checked before the first
+        is sent, and every one is attempted. Returns the confirmations in the order of
+        ``events``; if any failed, ``BatchPublishError`` says which were confirmed.
         """
         batch = list(events)
         for event in batch:
@@ -73,33 +74,15 @@ class Publisher(Generic[E]):
                     f"{type(self).__name__} publishes {self.event_type.__name__} on "
                     f"{self.subject.value!r}, not {type(event).__name__}"
                 )
-        if window < 1:
-            raise ValueError("window must be >= 1")
-        acks: list[PublishAck | None] = [None] * len(batch)
-        errors: list[BaseException] = []
-        positions = iter(range(len(batch)))
-        subject = self.subject.value
-
-        # A fixed number of workers rather than a task per event: tens of thousands of
-        # suspended tasks cost more than the broker round trips they overlap.
-        async def worker() -> None:
-            for position in positions:
-                if errors:
-                    return
-                data = batch[position].model_dump_json().encode("utf-8")
-                try:
-                    acks[position] = await self.bus.publish(subject, data)
-                except Exception as error:
-                    errors.append(error)
-                    return
-
-        await asyncio.gather(*(worker() for _ in range(min(window, len(batch)))))
-        if errors:
-            confirmed = sum(ack is not None for ack in acks)
-            raise BatchPublishError(
-                f"{confirmed} of {len(batch)} events were confirmed; the first failure: "
-                f"{errors[0]}",
-                acks,
-                errors,
-            ) from errors[0]
-        return [ack for ack in acks if ack is not None]
+        payloads = [event.model_dump_json().encode("utf-8") for event in batch]
+        results = await self.bus.publish_many(self.subject.value, payloads)
+        acks = [result for result in results if isinstance(result, PublishAck)]
+        if len(acks) == len(batch):
+            return acks
+        errors = [result for result in results if isinstance(result, Exception)]
+        raise BatchPublishError(
+            f"{len(acks)} of {len(batch)} events were confirmed; the first failure: "
+            f"{errors[0]}",
+            [result if isinstance(result, PublishAck) else None for result in results],
+            list(errors),
+        ) from errors[0]

@@ -7,7 +7,7 @@ Every transport passes the conformance suite in ``tests/conformance``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -128,6 +128,14 @@ class Transport(Protocol):
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PublishAck:
         """Send and wait for the broker's confirmation; raise ``PublishError`` on failure."""
+        ...
+
+    async def publish_many(
+        self, subject: str, payloads: Sequence[bytes]
+    ) -> list[PublishAck | Exception]:
+        """Publish every payload with many confirmations outstanding at once (bounded by
+        the transport's own in-flight limit). One result per payload, in order: its
+        confirmation, or the error that kept it from being confirmed."""
         ...
 
     async def subscribe(

@@ -17,7 +17,7 @@ import contextlib
 import itertools
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -30,6 +30,7 @@ from common_events.transports.base import (
     SubscriptionOptions,
     TransportSubscription,
 )
+from common_events.transports.batch import publish_with_workers
 
 log = logging.getLogger("common_events.transports.memory")
 
@@ -383,6 +384,12 @@ class MemoryTransport:
         self._check_open()
         sequence = self.broker.publish(subject, data, headers)
         return PublishAck(subject=subject, sequence=sequence)
+
+    async def publish_many(
+        self, subject: str, payloads: Sequence[bytes]
+    ) -> list[PublishAck | Exception]:
+        # Every publish completes at once in process: nothing to overlap.
+        return await publish_with_workers(self.publish, subject, payloads, workers=1)
 
     async def subscribe(
         self, subject: str, handler: MessageHandler, options: SubscriptionOptions

@@ -12,7 +12,12 @@ import json
 
 import pytest
 
-from common_events.transports.base import MessageHandler, SubscriptionOptions, TransportMessage
+from common_events.transports.base import (
+    MessageHandler,
+    PublishAck,
+    SubscriptionOptions,
+    TransportMessage,
+)
 from tests.support.collect import Collector
 from tests.support.factory import TransportFactory
 
@@ -218,3 +223,17 @@ async def test_redelivered_message_keeps_counting(
     messages = await collector.wait_for_count(count, timeout=20)
     assert [m.delivery_count for m in messages[:count]] == list(range(1, count + 1))
     await messages[count - 1].ack()
+
+
+async def test_publish_many_stores_every_payload_in_order(
+    transport_factory: TransportFactory,
+) -> None:
+    transport = await transport_factory()
+    results = await transport.publish_many(SUBJECT, [payload(n) for n in range(200)])
+    assert all(isinstance(result, PublishAck) for result in results)
+    assert len(results) == 200
+
+    collector = Collector()
+    await transport.subscribe(SUBJECT, collector, SubscriptionOptions(durable_name="batch"))
+    await collector.wait_for_count(200)
+    assert numbers(collector) == list(range(200))

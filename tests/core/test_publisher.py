@@ -86,7 +86,7 @@ async def test_publish_many_confirms_every_event_in_order(bus: Bus) -> None:
         TicketCreatedEvent(id=f"t{n}", version=0, title="x", price=n, user_id="u")
         for n in range(50)
     ]
-    acks = await TicketCreatedPublisher(bus).publish_many(events, window=8)
+    acks = await TicketCreatedPublisher(bus).publish_many(events)
     assert [ack.sequence for ack in acks] == list(range(1, 51))
     assert stored(bus, "ticket:created") == [e.model_dump_json().encode() for e in events]
 

@@ -16,7 +16,7 @@ import logging
 import re
 import ssl
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -45,6 +45,7 @@ from common_events.transports.base import (
     SubscriptionOptions,
     TransportSubscription,
 )
+from common_events.transports.batch import publish_with_workers
 from common_events.transports.jetstream.consumers import ConsumerPlan, plan_consumer
 from common_events.transports.jetstream.options import JetStreamOptions, parse_servers, redact
 from common_events.transports.jetstream.permissions import PermissionWatch
@@ -392,6 +393,13 @@ class JetStreamTransport:
         if self._lost or self._client is None or self._client.is_closed:
             raise ConnectionLost("the connection to NATS is gone")
         return self._client
+
+    async def publish_many(
+        self, subject: str, payloads: Sequence[bytes]
+    ) -> list[PublishAck | Exception]:
+        return await publish_with_workers(
+            self.publish, subject, payloads, workers=self.options.max_pending_publishes
+        )
 
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None

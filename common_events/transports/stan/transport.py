@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from common_events.transports.base import (
     ConnectionLostCallback,
@@ -65,6 +66,29 @@ class StanTransport:
             logger.debug("NATS Streaming has no headers; %d header(s) not sent", len(headers))
         guid = await (await self._client.publish_async(subject, data))
         return PublishAck(subject=subject, guid=guid)
+
+    async def publish_many(
+        self, subject: str, payloads: Sequence[bytes]
+    ) -> list[PublishAck | Exception]:
+        # Send each as soon as the client has room (max_pub_acks_inflight) and collect
+        # the PubAck futures: no task per publish, as Node's callback style.
+        pending: list[asyncio.Future[str] | Exception] = []
+        for data in payloads:
+            try:
+                pending.append(await self._client.publish_async(subject, data))
+            except Exception as error:
+                pending.append(error)
+        futures = [item for item in pending if not isinstance(item, Exception)]
+        await asyncio.gather(*futures, return_exceptions=True)
+        results: list[PublishAck | Exception] = []
+        for item in pending:
+            if isinstance(item, Exception):
+                results.append(item)
+            elif (failure := item.exception()) is not None:
+                results.append(failure if isinstance(failure, Exception) else Exception(failure))
+            else:
+                results.append(PublishAck(subject=subject, guid=item.result()))
+        return results
 
     async def subscribe(
         self, subject: str, handler: MessageHandler, options: SubscriptionOptions
