@@ -216,6 +216,12 @@ class Listener(ABC, Generic[E]):
             # Shutting down: leave it unacknowledged; it comes back to another member
             # or to this service's next start.
             return
+        await self.handle_delivery(raw)
+
+    async def handle_delivery(self, raw: TransportMessage) -> None:
+        """Run one delivery through the listener: decode, validate, ``on_message``, and
+        the ack / retry / dead-letter policy. Its subscription calls this for every
+        message; test tools call it to hand over one message themselves."""
         self._in_flight += 1
         self._idle.clear()
         try:

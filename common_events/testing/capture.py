@@ -51,11 +51,7 @@ class PublishedEvents:
 
     def subjects(self) -> dict[str, int]:
         """Each subject something was published on, and how many messages."""
-        return {
-            subject: count
-            for subject in sorted(self.broker._channels)
-            if (count := len(self.broker.messages(subject)))
-        }
+        return {subject: len(self.broker.messages(subject)) for subject in self.broker.subjects()}
 
     def events(self, event_type: type[E], /, **fields: Any) -> list[E]:
         """The ``event_type`` events published on its subject that have ``fields``.

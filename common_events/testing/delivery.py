@@ -115,7 +115,7 @@ async def deliver(
             return  # a redelivery after a nak; the test is about the first delivery only
         recording = _RecordingMessage(raw, delivery_count)
         try:
-            await listener._on_delivery(recording)
+            await listener.handle_delivery(recording)
         finally:
             if not handled.done():
                 handled.set_result(recording)
@@ -125,10 +125,6 @@ async def deliver(
     level = logger.level
     logger.addHandler(records)
     logger.setLevel(logging.DEBUG)
-    # A listener takes messages only while it is listening; ``deliver`` plays the part
-    # of its subscription, so it lets this one message in and restores the flag.
-    accepting = listener._accepting
-    listener._accepting = True
     try:
         await source.publish(subject, data)
         # A long ack wait: a redelivery by this private broker is not part of the test.
@@ -140,7 +136,6 @@ async def deliver(
                 f"{type(listener).__name__}.on_message did not return within {handler_timeout:g}s"
             ) from None
     finally:
-        listener._accepting = accepting
         logger.removeHandler(records)
         logger.setLevel(level)
         await source.close()

@@ -284,6 +284,10 @@ class MemoryBroker:
     def channel(self, subject: str) -> list[StoredMessage]:
         return self._channels.setdefault(subject, [])
 
+    def subjects(self) -> list[str]:
+        """Every subject something was published on, sorted."""
+        return sorted(subject for subject, stored in self._channels.items() if stored)
+
     def messages(self, subject: str) -> tuple[StoredMessage, ...]:
         """Everything stored on ``subject``, oldest first."""
         return tuple(self._channels.get(subject, ()))
