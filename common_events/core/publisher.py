@@ -48,11 +48,7 @@ class Publisher(Generic[E]):
         Raises ``TypeError`` (before sending anything) for an event of another type, and
         ``PublishError`` / ``PublishTimeout`` when the broker does not confirm.
         """
-        if not isinstance(event, self.event_type):
-            raise TypeError(
-                f"{type(self).__name__} publishes {self.event_type.__name__} on "
-                f"{self.subject.value!r}, not {type(event).__name__}"
-            )
+        self._check_type(event)
         data = event.model_dump_json().encode("utf-8")
         ack = await self.bus.publish(self.subject.value, data, headers)
         log.debug("published %s: %s", self.subject.value, ack)
@@ -69,11 +65,7 @@ class Publisher(Generic[E]):
         """
         batch = list(events)
         for event in batch:
-            if not isinstance(event, self.event_type):
-                raise TypeError(
-                    f"{type(self).__name__} publishes {self.event_type.__name__} on "
-                    f"{self.subject.value!r}, not {type(event).__name__}"
-                )
+            self._check_type(event)
         payloads = [event.model_dump_json().encode("utf-8") for event in batch]
         results = await self.bus.publish_many(self.subject.value, payloads)
         acks = [result for result in results if isinstance(result, PublishAck)]
@@ -86,3 +78,10 @@ class Publisher(Generic[E]):
             [result if isinstance(result, PublishAck) else None for result in results],
             list(errors),
         ) from errors[0]
+
+    def _check_type(self, event: object) -> None:
+        if not isinstance(event, self.event_type):
+            raise TypeError(
+                f"{type(self).__name__} publishes {self.event_type.__name__} on "
+                f"{self.subject.value!r}, not {type(event).__name__}"
+            )
