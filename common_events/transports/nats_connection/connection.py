@@ -1,0 +1,266 @@
+"""One nats-py connection as both NATS transports open it.
+
+``open_nats()`` connects with errors that say what failed (refused credentials and a
+failed TLS handshake end the attempt at once; otherwise each server is tried briefly and
+the reasons are listed), logs outages and reconnects without any secret, and reports a
+loss for good once through a ``ConnectionLostFanout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client
+
+from common_events.errors import AuthenticationError, ConnectError, ConnectionLost
+from common_events.transports.base import ConnectionLostCallback
+from common_events.transports.nats_connection.errors import (
+    Operation,
+    classify_nats_error,
+    is_auth_failure,
+    is_tls_failure,
+)
+from common_events.transports.nats_connection.lost import ConnectionLostFanout
+from common_events.transports.nats_connection.options import NatsOptions
+from common_events.transports.nats_connection.servers import ServerList
+from common_events.transports.nats_connection.state import (
+    Closed,
+    Connected,
+    Connecting,
+    ConnectionState,
+    Lost,
+    Reconnecting,
+)
+
+logger = logging.getLogger(__name__)
+
+ErrorListener = Callable[[Exception], bool]
+"""Sees each asynchronous error of the connection; returns whether it dealt with it."""
+
+# How long closing a connection whose socket broke may take: nats-py waits for a
+# socket that never reports closed after a failed TLS handshake.
+_ABANDON_TIMEOUT = 1.0
+
+
+class NatsConnection:
+    """A nats-py ``Client`` plus its state, its loss reporting and its log lines."""
+
+    def __init__(self, servers: ServerList, options: NatsOptions, *, owned: bool = True) -> None:
+        self.servers = servers
+        self.options = options
+        self.client = Client()
+        self.owned = owned
+        self.lost = ConnectionLostFanout()
+        self._state: ConnectionState = Connecting()
+        self._error_listeners: list[ErrorListener] = []
+        self._connect_errors: list[BaseException] = []
+        self._fatal = asyncio.Event()
+
+    @classmethod
+    def adopt(cls, client: Client, *, name: str | None = None) -> NatsConnection:
+        """Wrap a connection the caller made and keeps: closing leaves it open."""
+        connection = cls(ServerList(()), NatsOptions(name=name), owned=False)
+        connection.client = client
+        connection._state = Connected()
+        return connection
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def name(self) -> str:
+        return self.options.name or "common-events"
+
+    def add_connection_lost_callback(self, callback: ConnectionLostCallback) -> None:
+        self.lost.add(callback)
+
+    def add_error_listener(self, listener: ErrorListener) -> None:
+        self._error_listeners.append(listener)
+
+    def check_usable(self, what: str) -> Client:
+        """The client, or the error that says why it cannot be used for ``what``."""
+        state = self._state
+        if isinstance(state, Lost):
+            raise ConnectionLost(f"{what}: {state.error}")
+        if isinstance(state, Closed):
+            raise ConnectionLost(f"{what}: the connection is closed")
+        if not self.owned and self.client.is_closed:
+            raise ConnectionLost(f"{what}: the NATS connection is closed")
+        return self.client
+
+    # -- connecting ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        options = self.options
+        kwargs: dict[str, Any] = {
+            "servers": list(self.servers.servers),
+            "name": self.name,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "closed_cb": self._on_closed,
+            "connect_timeout": options.connect_timeout,
+            "allow_reconnect": True,
+            # The first connection tries each server twice, quickly, then gives up with
+            # the reasons; the limits for later reconnects are set once it is up.
+            "reconnect_time_wait": 0.05,
+            "max_reconnect_attempts": 1,
+            # Shuffled, so that the instances of a service spread over a cluster.
+            "dont_randomize": False,
+            "skip_subject_validation": options.skip_subject_validation,
+        }
+        for option, value in (
+            ("user", options.user),
+            ("password", options.password),
+            ("token", options.token),
+            ("user_credentials", None if options.creds_file is None else str(options.creds_file)),
+            ("tls", options.tls),
+            ("tls_hostname", options.tls_hostname),
+        ):
+            if value is not None:
+                kwargs[option] = value
+        bound = 2 * len(self.servers.servers) * options.connect_timeout + 1
+        try:
+            await self._first_connect(kwargs, bound)
+        except BaseException as error:
+            await self._abandon()
+            self._state = Closed()
+            if isinstance(error, Exception):
+                raise self._connect_error(error) from None
+            raise
+        # nats-py reads these on every reconnect.
+        self.client.options["reconnect_time_wait"] = options.reconnect_time_wait
+        self.client.options["max_reconnect_attempts"] = options.max_reconnect_attempts
+        self._state = Connected()
+        logger.debug("%s connected to %s", self.name, self._server_now())
+
+    async def _first_connect(self, kwargs: dict[str, Any], bound: float) -> None:
+        connecting = asyncio.ensure_future(self.client.connect(**kwargs))
+        fatal = asyncio.ensure_future(self._fatal.wait())
+        try:
+            await asyncio.wait({connecting, fatal}, timeout=bound,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            fatal.cancel()
+        if connecting.done():
+            connecting.result()
+            return
+        connecting.cancel()
+        await asyncio.wait({connecting}, timeout=_ABANDON_TIMEOUT)
+        if not self._fatal.is_set():
+            self._connect_errors.append(TimeoutError(f"no connection within {bound:.0f}s"))
+        raise ConnectError("the first connection failed")
+
+    def _connect_error(self, error: Exception) -> Exception:
+        seen = [*self._connect_errors, error]
+        where = self.servers.display
+        reasons = _describe(seen)
+        if any(is_auth_failure(e) for e in seen):
+            hint = (
+                "check the user and password"
+                if self.options.user is not None
+                else "check the token" if self.options.token is not None
+                else "check the credentials file" if self.options.creds_file is not None
+                else "the server wants credentials: pass user/password, token or creds_file"
+            )
+            return AuthenticationError(
+                f"NATS at {where} refused the credentials ({reasons}): {hint}"
+            )
+        if any(is_tls_failure(e) for e in seen):
+            return ConnectError(
+                f"TLS with NATS at {where} failed ({reasons}); pass "
+                "tls=ssl.create_default_context(cafile=...) trusting the server's CA"
+            )
+        return ConnectError(f"could not connect to NATS at {where}: {reasons}")
+
+    async def _abandon(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.client.close(), _ABANDON_TIMEOUT)
+
+    # -- nats-py callbacks ---------------------------------------------------------------
+
+    async def _on_error(self, error: Exception) -> None:
+        if isinstance(self._state, Connecting):
+            self._connect_errors.append(error)
+            if is_auth_failure(error) or is_tls_failure(error):
+                # Retrying cannot fix these; after a failed TLS handshake nats-py would
+                # even wait forever on the broken socket.
+                self._fatal.set()
+            return
+        for listener in self._error_listeners:
+            if listener(error):
+                return
+        failure = classify_nats_error(error, Operation.REQUEST, "NATS connection")
+        text = str(failure.error) if failure is not None else f"{type(error).__name__}: {error}"
+        logger.warning("%s: %s", self.name, text)
+
+    async def _on_disconnected(self) -> None:
+        # nats-py calls this on close() too; only an outage is worth a warning.
+        if isinstance(self._state, Connected) and not self.client.is_closed:
+            self._state = Reconnecting()
+            logger.warning("%s disconnected from NATS; reconnecting", self.name)
+
+    async def _on_reconnected(self) -> None:
+        if isinstance(self._state, Reconnecting | Connected):
+            self._state = Connected()
+        logger.info("%s reconnected to NATS at %s", self.name, self._server_now())
+
+    async def _on_closed(self) -> None:
+        if isinstance(self._state, Connected | Reconnecting):
+            error = ConnectionLost(
+                f"the NATS connection of {self.name} closed and will not reconnect "
+                f"(servers: {self.servers.display or 'given by the caller'})"
+            )
+            self._state = Lost(error)
+            logger.error("%s", error)
+            self.lost.fire(error)
+
+    def _server_now(self) -> str:
+        url = self.client.connected_url
+        if url is None:
+            return "?"
+        # The URL nats-py holds is one of ours (no credentials) or one the server
+        # announced; print host and port only, whatever it carries.
+        return f"{url.hostname}:{url.port}"
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Flush what is buffered (the last acks) and close; idempotent. A connection the
+        caller owns (``adopt``) is left open."""
+        if isinstance(self._state, Closed):
+            return
+        self._state = Closed()
+        if self.owned and not self.client.is_closed:
+            with contextlib.suppress(Exception):
+                await self.client.close()
+
+    def __repr__(self) -> str:
+        return f"<NatsConnection {self.name} {type(self._state).__name__} {self.servers.display}>"
+
+
+def _describe(errors: list[BaseException]) -> str:
+    parts: list[str] = []
+    for error in errors:
+        text = str(error).removeprefix("nats: ").strip() or type(error).__name__
+        if text not in parts:
+            parts.append(text)
+    return "; ".join(parts)
+
+
+async def open_nats(
+    servers: ServerList, options: NatsOptions, *, on_error: ErrorListener | None = None
+) -> NatsConnection:
+    """Connect to the first server of ``servers`` that answers."""
+    connection = NatsConnection(servers, options.with_credentials_of(servers))
+    if on_error is not None:
+        connection.add_error_listener(on_error)
+    await connection.open()
+    return connection

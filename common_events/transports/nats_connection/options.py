@@ -1,0 +1,56 @@
+"""How a NATS connection is made: the options both NATS transports pass to nats-py."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from common_events.errors import ConfigurationError
+from common_events.transports.nats_connection.servers import ServerList
+
+
+@dataclass(frozen=True, slots=True)
+class NatsOptions:
+    """Settings of one nats-py connection. Secrets never show in ``repr``.
+
+    Times are in seconds. ``max_reconnect_attempts`` counts per server after the first
+    connection was made (``-1``: forever); the first connection tries each server
+    quickly and reports why none answered.
+    """
+
+    name: str | None = None
+    """Connection name shown by the server's monitoring pages (``connz``)."""
+    user: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    creds_file: str | Path | None = None
+    tls: ssl.SSLContext | None = None
+    tls_hostname: str | None = None
+    connect_timeout: float = 2.0
+    reconnect_time_wait: float = 2.0
+    max_reconnect_attempts: int = -1
+    skip_subject_validation: bool = False
+    """Set where the transport checks subjects itself (once per subject, not per message)."""
+
+    def with_credentials_of(self, servers: ServerList) -> NatsOptions:
+        """These options, with the credentials found in the URL where none were given.
+
+        Credentials given as options win over the URL's: they are the explicit ones.
+        """
+        if self.user is not None or self.password is not None or self.token is not None:
+            options = self
+        else:
+            options = replace(
+                self, user=servers.user, password=servers.password, token=servers.token
+            )
+        options.validate()
+        return options
+
+    def validate(self) -> None:
+        if self.token is not None and (self.user is not None or self.password is not None):
+            raise ConfigurationError("pass either a token or a user and password, not both")
+        if self.connect_timeout <= 0:
+            raise ConfigurationError("connect_timeout must be positive")
+        if self.reconnect_time_wait < 0:
+            raise ConfigurationError("reconnect_time_wait must not be negative")
