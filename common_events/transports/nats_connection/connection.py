@@ -56,6 +56,7 @@ class NatsConnection:
         self.owned = owned
         self.lost = ConnectionLostFanout()
         self._state: ConnectionState = Connecting()
+        self._state_changed = asyncio.Event()
         self._error_listeners: list[ErrorListener] = []
         self._connect_errors: list[BaseException] = []
         self._fatal = asyncio.Event()
@@ -72,6 +73,17 @@ class NatsConnection:
 
     @property
     def state(self) -> ConnectionState:
+        return self._state
+
+    def _set_state(self, state: ConnectionState) -> None:
+        self._state = state
+        changed, self._state_changed = self._state_changed, asyncio.Event()
+        changed.set()
+
+    async def wait_for_state(self, *kinds: type[ConnectionState]) -> ConnectionState:
+        """Return the state once it is one of ``kinds`` (use with a timeout)."""
+        while not isinstance(self._state, kinds):
+            await self._state_changed.wait()
         return self._state
 
     @property
@@ -131,14 +143,14 @@ class NatsConnection:
             await self._first_connect(kwargs, bound)
         except BaseException as error:
             await self._abandon()
-            self._state = Closed()
+            self._set_state(Closed())
             if isinstance(error, Exception):
                 raise self._connect_error(error) from None
             raise
         # nats-py reads these on every reconnect.
         self.client.options["reconnect_time_wait"] = options.reconnect_time_wait
         self.client.options["max_reconnect_attempts"] = options.max_reconnect_attempts
-        self._state = Connected()
+        self._set_state(Connected())
         logger.debug("%s connected to %s", self.name, self._server_now())
 
     async def _first_connect(self, kwargs: dict[str, Any], bound: float) -> None:
@@ -204,12 +216,12 @@ class NatsConnection:
     async def _on_disconnected(self) -> None:
         # nats-py calls this on close() too; only an outage is worth a warning.
         if isinstance(self._state, Connected) and not self.client.is_closed:
-            self._state = Reconnecting()
+            self._set_state(Reconnecting())
             logger.warning("%s disconnected from NATS; reconnecting", self.name)
 
     async def _on_reconnected(self) -> None:
         if isinstance(self._state, Reconnecting | Connected):
-            self._state = Connected()
+            self._set_state(Connected())
         logger.info("%s reconnected to NATS at %s", self.name, self._server_now())
 
     async def _on_closed(self) -> None:
@@ -218,7 +230,7 @@ class NatsConnection:
                 f"the NATS connection of {self.name} closed and will not reconnect "
                 f"(servers: {self.servers.display or 'given by the caller'})"
             )
-            self._state = Lost(error)
+            self._set_state(Lost(error))
             logger.error("%s", error)
             self.lost.fire(error)
 
@@ -237,7 +249,7 @@ class NatsConnection:
         caller owns (``adopt``) is left open."""
         if isinstance(self._state, Closed):
             return
-        self._state = Closed()
+        self._set_state(Closed())
         if self.owned and not self.client.is_closed:
             with contextlib.suppress(Exception):
                 await self.client.close()

@@ -9,7 +9,6 @@ leader election), which is what a retrying publish needs to know.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import ssl
 from collections.abc import Callable, Iterator
@@ -135,7 +134,7 @@ _TABLE: tuple[tuple[type[BaseException], _Make, bool, str], ...] = (
     (nats.js.errors.NoStreamResponseError, _by_operation(TransportError), True,
      "no stream answered"),
     (nats.errors.TimeoutError, _timeout, True, "no reply in time"),
-    (asyncio.TimeoutError, _timeout, True, "no reply in time"),
+    (TimeoutError, _timeout, True, "no reply in time"),
     (nats.errors.Error, _by_operation(TransportError), False, "NATS error"),
     (ConnectionRefusedError, _fixed(ConnectError), False, "connection refused"),
     (OSError, _by_operation(ConnectionLost), False, "network error"),
