@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from common_events.core._event_binding import bound_event_type, check_declared_subject
 from common_events.core.bus import Bus
+from common_events.core.codec import encode_event
 from common_events.errors import BatchPublishError
 from common_events.events.base import Event
 from common_events.events.subjects import Subjects
@@ -15,7 +16,7 @@ from common_events.transports.base import PublishAck
 
 E = TypeVar("E", bound=Event)
 
-log = logging.getLogger("common_events.publisher")
+logger = logging.getLogger(__name__)
 
 
 class Publisher(Generic[E]):
@@ -49,9 +50,8 @@ class Publisher(Generic[E]):
         ``PublishError`` / ``PublishTimeout`` when the broker does not confirm.
         """
         self._check_type(event)
-        data = event.model_dump_json().encode("utf-8")
-        ack = await self.bus.publish(self.subject.value, data, headers)
-        log.debug("published %s: %s", self.subject.value, ack)
+        ack = await self.bus.publish(self.subject.value, encode_event(event), headers)
+        logger.debug("published %s: %s", self.subject.value, ack)
         return ack
 
     async def publish_many(self, events: Iterable[E]) -> list[PublishAck]:
@@ -66,7 +66,7 @@ class Publisher(Generic[E]):
         batch = list(events)
         for event in batch:
             self._check_type(event)
-        payloads = [event.model_dump_json().encode("utf-8") for event in batch]
+        payloads = [encode_event(event) for event in batch]
         results = await self.bus.publish_many(self.subject.value, payloads)
         acks = [result for result in results if isinstance(result, PublishAck)]
         if len(acks) == len(batch):
