@@ -102,7 +102,8 @@ class DeadLetter(WireModel):
     """What the dead-letter subject carries (camelCase JSON, like the events)."""
 
     subject: str
-    queue_group: str | None
+    queue_group: str | None = None
+    """Absent from the JSON when ``None``, as every absent field is."""
     reason: DeadLetterReason
     error: str
     delivery_count: int
