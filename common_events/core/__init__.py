@@ -1,24 +1,65 @@
-"""Publisher, Listener, Message, the failure policy, the bus and run_service."""
+"""Publisher, Listener, Message, the codec, the failure policy, the bus and run_service."""
 
 from common_events.core.bus import Bus, connect
-from common_events.core.dead_letter import (
+from common_events.core.codec import (
+    DEAD_LETTER_PREFIX,
     DeadLetter,
     DeadLetterReason,
+    EventDecodeError,
     dead_letter_subject,
+    decode_dead_letter,
+    decode_event,
+    encode_dead_letter,
+    encode_event,
+    stream_subjects,
 )
 from common_events.core.listener import Listener
 from common_events.core.message import Message
+from common_events.core.policy import (
+    Acked,
+    DeadLettered,
+    DeliveryAttempt,
+    FailurePolicy,
+    HandlerResult,
+    LeftForRedelivery,
+    NotAcked,
+    NotSettled,
+    Outcome,
+    OutOfOrderLater,
+    RetryLater,
+)
 from common_events.core.publisher import Publisher
 from common_events.core.service import run_service
+from common_events.transports.base import PublishAck, SubscriptionOptions
 
 __all__ = [
+    "DEAD_LETTER_PREFIX",
+    "Acked",
     "Bus",
     "DeadLetter",
     "DeadLetterReason",
+    "DeadLettered",
+    "DeliveryAttempt",
+    "EventDecodeError",
+    "FailurePolicy",
+    "HandlerResult",
+    "LeftForRedelivery",
     "Listener",
     "Message",
+    "NotAcked",
+    "NotSettled",
+    "OutOfOrderLater",
+    "Outcome",
+    "PublishAck",
     "Publisher",
+    "RetryLater",
+    "SubscriptionOptions",
     "connect",
     "dead_letter_subject",
+    "decode_dead_letter",
+    "decode_event",
+    "encode_dead_letter",
+    "encode_event",
     "run_service",
+    "stream_subjects",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+from common_events.core.codec import stream_subjects
 from common_events.errors import ConfigurationError, ConnectionLost
 from common_events.transports.base import (
     MessageHandler,
@@ -24,12 +26,12 @@ from common_events.transports.base import (
     TransportSubscription,
 )
 
-log = logging.getLogger("common_events.bus")
+logger = logging.getLogger(__name__)
 
 URL_ENVIRONMENT_VARIABLE = "COMMON_EVENTS_URL"
 
-# Scheme -> module with ``async def connect(url, **options) -> Transport``. Imported on
-# first use so that a service on one transport never imports the others.
+# Scheme -> module with ``async def connect(url, *, subjects, **options) -> Transport``.
+# Imported on first use so that a service on one transport never imports the others.
 TRANSPORT_MODULES: Mapping[str, str] = {
     "memory": "common_events.transports.memory",
     "stan": "common_events.transports.stan",
@@ -69,6 +71,7 @@ class Bus:
 
     @property
     def url(self) -> str:
+        """The transport's URL, without credentials."""
         return self.transport.url
 
     @property
@@ -99,7 +102,8 @@ class Bus:
             return
         self._closed = True
         await self.transport.close()
-        log.info("closed connection to %s", self.url)
+        # The transport's url property never carries a password (it is redacted there).
+        logger.info("closed connection to %s", self.url)
 
     async def __aenter__(self) -> Self:
         return self
@@ -122,6 +126,9 @@ async def connect(url: str | None = None, **options: Any) -> Bus:
     The scheme picks the transport: ``memory://`` (in-process), ``stan://host:port``
     (NATS Streaming; ``cluster_id=``, ``client_id=``), ``nats://host:port`` (JetStream).
     Options are the transport's. With no ``url``, ``COMMON_EVENTS_URL`` is read.
+
+    The transport is told every subject the events travel on and their dead-letter
+    subjects (``subjects=``), so a broker that stores messages stores all of them.
     """
     if url is None:
         url = os.environ.get(URL_ENVIRONMENT_VARIABLE)
@@ -130,11 +137,16 @@ async def connect(url: str | None = None, **options: Any) -> Bus:
                 f"no broker URL: pass one to connect() or set {URL_ENVIRONMENT_VARIABLE} "
                 "(for example memory://, stan://127.0.0.1:4222 or nats://127.0.0.1:4222)"
             )
+    if "subjects" in options:
+        raise TypeError("subjects= is not an option: the core passes every event subject")
     scheme = urlsplit(url).scheme.lower()
     module_name = TRANSPORT_MODULES.get(scheme)
     if module_name is None:
         known = ", ".join(f"{name}://" for name in TRANSPORT_MODULES)
-        raise ConfigurationError(f"unknown broker URL scheme in {url!r}; use one of {known}")
+        # Only the scheme: the rest of the URL may hold a password.
+        raise ConfigurationError(
+            f"unknown broker URL scheme {scheme + '://'!r}; use one of {known}"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -143,6 +155,10 @@ async def connect(url: str | None = None, **options: Any) -> Bus:
         raise ConfigurationError(
             f"the {scheme}:// transport is not available in this version of common-events"
         ) from None
+    # TODO(restructure): pass subjects= unconditionally once every transport's connect()
+    # takes it (memory does; stan and jetstream are being changed to).
+    if "subjects" in inspect.signature(module.connect).parameters:
+        options["subjects"] = stream_subjects()
     transport: Transport = await module.connect(url, **options)
-    log.info("connected to %s", transport.url)
+    logger.info("connected to %s", transport.url)
     return Bus(transport)

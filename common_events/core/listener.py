@@ -1,8 +1,8 @@
 """``Listener[E]``: receives one kind of event, with the reference services' defaults.
 
-The failure policy of DESIGN.md lives here, the one place that joins the transports
-(bytes) and the events (models): decode and validate once at the boundary, dispatch,
-and decide between ack, retry and dead-letter.
+The one place that joins the transports (bytes) and the events (models): decode and
+validate once at the boundary, run the handler, and carry out the outcome the failure
+policy (``core/policy.py``) gives: ack, retry after a delay, or dead-letter.
 """
 
 from __future__ import annotations
@@ -10,14 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
-from pydantic import ValidationError
-
 from common_events.core._event_binding import bound_event_type, check_declared_subject
+from common_events.core._renamed import renamed_option
 from common_events.core.bus import Bus
-from common_events.core.dead_letter import DeadLetter, DeadLetterReason, dead_letter_subject
+from common_events.core.codec import EventDecodeError, decode_event, encode_dead_letter
 from common_events.core.message import Message
+from common_events.core.policy import (
+    DeadLettered,
+    DeliveryAttempt,
+    FailurePolicy,
+    HandlerResult,
+    LeftForRedelivery,
+    NotSettled,
+    Outcome,
+    OutOfOrderLater,
+    RetryLater,
+)
 from common_events.errors import ConfigurationError, ListenerDefinitionError, OutOfOrder
 from common_events.events.base import Event
 from common_events.events.subjects import Subjects
@@ -29,7 +40,10 @@ from common_events.transports.base import (
 
 E = TypeVar("E", bound=Event)
 
-log = logging.getLogger("common_events.listener")
+logger = logging.getLogger(__name__)
+
+DEFAULT_DRAIN_TIMEOUT = 10.0
+"""Seconds ``close()`` and ``unsubscribe()`` wait for running handlers by default."""
 
 
 class Listener(ABC, Generic[E]):
@@ -108,11 +122,11 @@ class Listener(ABC, Generic[E]):
             )
         self.bus = bus
         self._subscription: TransportSubscription | None = None
-        self._accepting = False
+        self._paused = False
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.log = logging.getLogger(f"common_events.listener.{type(self).__name__}")
+        self.logger = logger.getChild(type(self).__name__)
 
     # -- the part a service writes ---------------------------------------------------
 
@@ -139,9 +153,19 @@ class Listener(ABC, Generic[E]):
             max_deliveries=self.max_deliveries,
         )
 
+    @property
+    def failure_policy(self) -> FailurePolicy:
+        """This listener's settings as the failure policy reads them."""
+        return FailurePolicy(
+            queue_group=self.queue_group,
+            max_deliveries=self.max_deliveries,
+            retry_delay=self.retry_delay,
+            ack_wait=self.ack_wait,
+        )
+
     def next_retry_delay(self, delivery_count: int) -> float:
         """Seconds to wait before delivery ``delivery_count + 1`` after a failure."""
-        return float(min(self.ack_wait, self.retry_delay * 2 ** max(delivery_count - 1, 0)))
+        return self.failure_policy.retry_delay_after(delivery_count)
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -158,12 +182,12 @@ class Listener(ABC, Generic[E]):
         """Subscribe and start handling messages; returns the listener."""
         if self._subscription is not None:
             raise ConfigurationError(f"{type(self).__name__} is already listening")
-        self._accepting = True
+        self._paused = False
         options = self.subscription_options
         self._subscription = await self.bus.subscribe(
             self.subject.value, self._on_delivery, options
         )
-        self.log.info(
+        self.logger.info(
             "listening to %s (queue group %r, durable %r)",
             self.subject.value,
             options.queue_group,
@@ -173,137 +197,166 @@ class Listener(ABC, Generic[E]):
 
     def pause(self) -> None:
         """Stop taking new messages; what arrives is left unacknowledged for later."""
-        self._accepting = False
+        self._paused = True
 
     async def wait_idle(self) -> None:
         """Wait until no handler runs."""
         await self._idle.wait()
 
-    async def close(self, grace: float = 10.0) -> None:
-        """Stop: take no new messages, wait up to ``grace`` seconds for running
-        handlers, then close the subscription. A durable survives and resumes later."""
-        await self._leave(grace, remove_durable=False)
+    async def close(
+        self, drain_timeout: float | None = None, *, grace: float | None = None
+    ) -> None:
+        """Drain, then close the subscription; a durable survives and resumes later.
 
-    async def unsubscribe(self, grace: float = 10.0) -> None:
+        Draining takes no new messages and waits up to ``drain_timeout`` seconds
+        (default 10) for the running handlers. A handler still running then is abandoned:
+        its message is not acknowledged and comes back after ``ack_wait``. ``grace`` is
+        the deprecated old name of ``drain_timeout``.
+        """
+        await self._leave(_drain_timeout(drain_timeout, grace), remove_durable=False)
+
+    async def unsubscribe(
+        self, drain_timeout: float | None = None, *, grace: float | None = None
+    ) -> None:
         """Like ``close()``, but the broker forgets the durable subscription."""
-        await self._leave(grace, remove_durable=True)
+        await self._leave(_drain_timeout(drain_timeout, grace), remove_durable=True)
 
-    async def _leave(self, grace: float, *, remove_durable: bool) -> None:
+    async def _leave(self, drain_timeout: float, *, remove_durable: bool) -> None:
         self.pause()
         subscription, self._subscription = self._subscription, None
         if subscription is None:
             return
+        # The one drain: the transport's close() does not wait for handlers again.
         try:
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(drain_timeout):
                 await self.wait_idle()
         except TimeoutError:
-            self.log.warning(
+            self.logger.warning(
                 "%d handler(s) still running after %.1fs; closing anyway, their messages "
                 "will be redelivered",
                 self._in_flight,
-                grace,
+                drain_timeout,
             )
         if remove_durable:
             await subscription.unsubscribe()
         else:
             await subscription.close()
-        self.log.info("stopped listening to %s", self.subject.value)
+        self.logger.info("stopped listening to %s", self.subject.value)
 
     # -- delivery --------------------------------------------------------------------
 
     async def _on_delivery(self, raw: TransportMessage) -> None:
-        if not self._accepting:
-            # Shutting down: leave it unacknowledged; it comes back to another member
-            # or to this service's next start.
-            return
         await self.handle_delivery(raw)
 
-    async def handle_delivery(self, raw: TransportMessage) -> None:
-        """Run one delivery through the listener: decode, validate, ``on_message``, and
-        the ack / retry / dead-letter policy. Its subscription calls this for every
-        message; test tools call it to hand over one message themselves."""
+    async def handle_delivery(self, raw: TransportMessage) -> Outcome:
+        """Run one delivery through the listener and return what became of it.
+
+        Decode and validate, run ``on_message``, then carry out the failure policy's
+        outcome (ack, negative ack with a delay, or dead-letter record then ack). Never
+        raises: a handler error is part of the outcome, and a broker error while
+        settling gives ``NotSettled`` (the message comes back later). Its subscription
+        calls this for every message; test tools call it to hand over one themselves.
+        """
+        try:
+            policy = self.failure_policy
+            attempt = DeliveryAttempt(raw.subject, raw.sequence, raw.delivery_count, raw.data)
+            arrival = policy.on_arrival(attempt, paused=self._paused, now=datetime.now(UTC))
+        except Exception as error:
+            return self._not_processed(raw, error)
+        if isinstance(arrival, LeftForRedelivery):
+            # Shutting down: it comes back to another member or to the next start.
+            return arrival
         self._in_flight += 1
         self._idle.clear()
         try:
-            await self._process(raw)
-        except Exception:
-            # The policy below catches handler errors; this is a bug or a broker error
-            # while acking. Keep the listener alive: the message comes back later.
-            self.log.exception("could not process %s #%d", raw.subject, raw.sequence)
+            try:
+                outcome = (
+                    arrival if arrival is not None else await self._decide(raw, attempt, policy)
+                )
+            except Exception as error:
+                return self._not_processed(raw, error)
+            return await self._settle(raw, outcome)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def _process(self, raw: TransportMessage) -> None:
-        if raw.delivery_count > self.max_deliveries:
-            await self._dead_letter(
-                raw,
-                DeadLetterReason.MAX_DELIVERIES,
-                f"delivered {raw.delivery_count} times, more than "
-                f"max_deliveries={self.max_deliveries}",
-            )
-            return
+    def _not_processed(self, raw: TransportMessage, error: Exception) -> NotSettled:
+        # A bug of the listener's own, not of the handler: keep the listener alive; the
+        # message comes back after ack_wait.
+        self.logger.error("could not process %s #%d", raw.subject, raw.sequence, exc_info=error)
+        return NotSettled(None, error)
+
+    async def _decide(
+        self, raw: TransportMessage, attempt: DeliveryAttempt, policy: FailurePolicy
+    ) -> Outcome:
+        """Decode, run the handler, and ask the failure policy what becomes of it."""
         try:
-            event = self.event_type.model_validate_json(raw.data)
-        except ValidationError as error:
-            invalid_json = any(e["type"] == "json_invalid" for e in error.errors())
-            reason = (
-                DeadLetterReason.INVALID_JSON if invalid_json else DeadLetterReason.INVALID_EVENT
-            )
-            await self._dead_letter(raw, reason, str(error))
-            return
+            event = decode_event(self.event_type, raw.data)
+        except EventDecodeError as error:
+            return policy.on_undecodable(attempt, error, now=datetime.now(UTC))
         msg = Message(raw)
         try:
             await self.on_message(cast(E, event), msg)
         except OutOfOrder as error:
-            self.log.info(
+            self.logger.info(
                 "%s #%d is out of order (%s); it will be delivered again",
                 raw.subject,
                 raw.sequence,
                 error,
             )
-            await self._retry_later(raw, msg, error)
+            result = HandlerResult(msg.acked, error)
         except Exception as error:
-            self.log.exception(
+            # The one place a handler error is caught: the transports never see one.
+            self.logger.exception(
                 "handler failed on %s #%d (delivery %d of at most %d)",
                 raw.subject,
                 raw.sequence,
                 raw.delivery_count,
                 self.max_deliveries,
             )
-            await self._retry_later(raw, msg, error)
+            result = HandlerResult(msg.acked, error)
+        else:
+            result = HandlerResult(msg.acked)
+        return policy.on_handled(attempt, result, now=datetime.now(UTC))
 
-    async def _retry_later(self, raw: TransportMessage, msg: Message, error: Exception) -> None:
-        if msg.acked:
-            return  # the handler acknowledged before it raised: the work is done
-        if raw.delivery_count >= self.max_deliveries:
-            await self._dead_letter(
-                raw,
-                DeadLetterReason.MAX_DELIVERIES,
-                f"{type(error).__name__}: {error} (on delivery {raw.delivery_count} of "
-                f"max_deliveries={self.max_deliveries})",
+    async def _settle(self, raw: TransportMessage, outcome: Outcome) -> Outcome:
+        """Carry ``outcome`` out on the broker."""
+        try:
+            if isinstance(outcome, RetryLater | OutOfOrderLater):
+                await raw.nak(outcome.delay)
+            elif isinstance(outcome, DeadLettered):
+                # Published before the ack: if this fails, the message is not
+                # acknowledged and comes back, so nothing is lost.
+                await self.bus.publish(outcome.subject, encode_dead_letter(outcome.record))
+                await raw.ack()
+                self.logger.warning(
+                    "%s #%d sent to %s: %s",
+                    raw.subject,
+                    raw.sequence,
+                    outcome.subject,
+                    outcome.record.reason.value,
+                )
+        except Exception as error:
+            self.logger.error(
+                "could not settle %s #%d (%s: %s); it will be delivered again",
+                raw.subject,
+                raw.sequence,
+                type(error).__name__,
+                error,
+                exc_info=error,
             )
-            return
-        await raw.nak(self.next_retry_delay(raw.delivery_count))
+            return NotSettled(outcome, error)
+        return outcome
 
-    async def _dead_letter(
-        self, raw: TransportMessage, reason: DeadLetterReason, error: str
-    ) -> None:
-        record = DeadLetter.of(
-            subject=raw.subject,
-            queue_group=self.queue_group,
-            reason=reason,
-            error=error,
-            delivery_count=raw.delivery_count,
-            sequence=raw.sequence,
-            data=raw.data,
-        )
-        target = dead_letter_subject(raw.subject)
-        # Published before the ack: if this fails, the message is not acknowledged
-        # and comes back, so nothing is lost.
-        await self.bus.publish(target, record.model_dump_json().encode("utf-8"))
-        await raw.ack()
-        self.log.warning(
-            "%s #%d sent to %s: %s", raw.subject, raw.sequence, target, reason.value
-        )
+
+def _drain_timeout(drain_timeout: float | None, grace: float | None) -> float:
+    # stacklevel 4: the warning names the line that called close() or unsubscribe().
+    return renamed_option(
+        drain_timeout,
+        grace,
+        name="drain_timeout",
+        old_name="grace",
+        default=DEFAULT_DRAIN_TIMEOUT,
+        stacklevel=4,
+    )

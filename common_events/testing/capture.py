@@ -12,10 +12,16 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from common_events.core.bus import Bus
-from common_events.core.dead_letter import DeadLetter, dead_letter_subject
+from common_events.core.codec import (
+    DeadLetter,
+    EventDecodeError,
+    dead_letter_subject,
+    decode_dead_letter,
+    decode_event,
+)
 from common_events.events.base import Event
 from common_events.events.fields import to_iso_string
 from common_events.events.subjects import Subjects
@@ -88,20 +94,15 @@ class PublishedEvents:
     def dead_letters(self, subject: Subjects | str | type[Event]) -> list[DeadLetter]:
         """The dead-letter records of ``subject`` (a subject or an event type)."""
         name = subject.subject.value if isinstance(subject, type) else str(subject)
-        return [
-            DeadLetter.model_validate_json(message.data)
-            for message in self.raw(dead_letter_subject(name))
-        ]
+        return [decode_dead_letter(message.data) for message in self.raw(dead_letter_subject(name))]
 
     def _decoded(self, event_type: type[E]) -> list[tuple[E | None, str]]:
         decoded: list[tuple[E | None, str]] = []
         for message in self.raw(event_type.subject):
             try:
-                decoded.append((event_type.model_validate_json(message.data), ""))
-            except ValidationError as error:
-                first = error.errors()[0]
-                where = ".".join(str(part) for part in first["loc"]) or "payload"
-                decoded.append((None, f"{where}: {first['msg']}"))
+                decoded.append((decode_event(event_type, message.data), ""))
+            except EventDecodeError as error:
+                decoded.append((None, error.problems[0] if error.problems else str(error)))
         return decoded
 
     def _explain(self, event_type: type[Event], expected: Mapping[str, Any]) -> str:

@@ -3,26 +3,33 @@
 The message is published on an in-memory broker of its own and handed to the listener
 by a real subscription, so the handler gets a real ``MemoryMessage`` (its ack and nak
 reach that broker). It then goes through the listener's own delivery path: decoding,
-validation, the handler, and the ack / retry / dead-letter policy. Nothing of the
-listener is replaced. Dead-letter records go to the listener's own bus, where a test
-can look at them.
+validation, the handler, and the failure policy; the result is the ``Outcome`` that
+``Listener.handle_delivery`` returns. Nothing of the listener is replaced, and nothing
+is read from logs. Dead-letter records go to the listener's own bus, where a test can
+look at them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from common_events.core.dead_letter import DeadLetter, dead_letter_subject
+from common_events.core.codec import DeadLetter, DeadLetterReason, encode_event
 from common_events.core.listener import Listener
+from common_events.core.policy import (
+    Acked,
+    DeadLettered,
+    NotSettled,
+    Outcome,
+    OutOfOrderLater,
+    RetryLater,
+)
 from common_events.events.base import Event
-from common_events.testing.capture import memory_broker
 from common_events.transports.base import SubscriptionOptions, TransportMessage
 from common_events.transports.memory import MemoryTransport
 
@@ -48,14 +55,14 @@ class Delivery:
     outcome: DeliveryOutcome
     data: bytes
     """The payload as delivered."""
+    result: Outcome
+    """What ``Listener.handle_delivery`` returned: the failure policy's outcome."""
     retry_delay: float | None = None
     """Seconds after which the listener asked for it again, if it did."""
     dead_letter: DeadLetter | None = None
     """The record the listener published on the dead-letter subject, if it did."""
     error: BaseException | None = None
     """The exception the handler raised (``OutOfOrder`` included), if any."""
-    log: tuple[str, ...] = field(default=())
-    """What the listener logged while handling it."""
 
     @property
     def acked(self) -> bool:
@@ -80,6 +87,8 @@ class Delivery:
             details.append(
                 f"dead letter: {self.dead_letter.reason.value}: {self.dead_letter.error}"
             )
+        if isinstance(self.result, NotSettled):
+            details.append(f"not settled: {self.result.error!r}")
         return "; ".join(details)
 
 
@@ -96,66 +105,60 @@ async def deliver(
     ``message`` is an event of the listener's type, or the raw payload (bytes, text or a
     JSON object) to test bad input. ``delivery_count`` makes it the Nth delivery, to
     test what happens at ``max_deliveries``. ``handler_timeout`` bounds the wait for the
-    handler (a ``TimeoutError`` names the listener). The listener's bus must be in-memory (the
-    ``event_bus`` fixture); the listener need not be listening.
+    handler (a ``TimeoutError`` names the listener). A dead-letter record goes to the
+    listener's bus (the ``event_bus`` fixture, where ``published.dead_letters()`` reads
+    it); the listener need not be listening.
     """
     if delivery_count < 1:
         raise ValueError("delivery_count starts at 1 (the first delivery)")
     data = _payload(listener, message)
     subject = listener.subject.value
-    dead_letters = memory_broker(listener.bus)
-    dead_letter_channel = dead_letter_subject(subject)
-    dead_before = len(dead_letters.messages(dead_letter_channel))
-
     source = MemoryTransport(url="memory://deliver")
-    handled: asyncio.Future[_RecordingMessage] = asyncio.get_running_loop().create_future()
+    handled: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
     async def handle(raw: TransportMessage) -> None:
         if handled.done():
             return  # a redelivery after a nak; the test is about the first delivery only
-        recording = _RecordingMessage(raw, delivery_count)
-        try:
-            await listener.handle_delivery(recording)
-        finally:
-            if not handled.done():
-                handled.set_result(recording)
+        outcome = await listener.handle_delivery(_NthDelivery(raw, delivery_count))
+        if not handled.done():
+            handled.set_result(outcome)
 
-    records = _LogRecords()
-    logger = listener.log
-    level = logger.level
-    logger.addHandler(records)
-    logger.setLevel(logging.DEBUG)
     try:
         await source.publish(subject, data)
         # A long ack wait: a redelivery by this private broker is not part of the test.
         await source.subscribe(subject, handle, SubscriptionOptions(ack_wait=3600.0))
         try:
-            recording = await asyncio.wait_for(handled, handler_timeout)
+            outcome = await asyncio.wait_for(handled, handler_timeout)
         except TimeoutError:
             raise TimeoutError(
                 f"{type(listener).__name__}.on_message did not return within {handler_timeout:g}s"
             ) from None
     finally:
-        logger.removeHandler(records)
-        logger.setLevel(level)
         await source.close()
+    return _delivery_of(outcome, data)
 
-    new_dead = dead_letters.messages(dead_letter_channel)[dead_before:]
-    dead_letter = DeadLetter.model_validate_json(new_dead[-1].data) if new_dead else None
-    if dead_letter is not None:
-        outcome = DeliveryOutcome.DEAD_LETTERED
-    elif recording.acked:
-        outcome = DeliveryOutcome.ACKED
-    else:
-        outcome = DeliveryOutcome.NOT_ACKED
-    return Delivery(
-        outcome=outcome,
-        data=data,
-        retry_delay=recording.nak_delay,
-        dead_letter=dead_letter,
-        error=records.error,
-        log=tuple(records.messages),
-    )
+
+def _delivery_of(result: Outcome, data: bytes) -> Delivery:
+    error = _handler_error(result)
+    if isinstance(result, Acked):
+        return Delivery(DeliveryOutcome.ACKED, data, result, error=error)
+    if isinstance(result, DeadLettered):
+        return Delivery(
+            DeliveryOutcome.DEAD_LETTERED, data, result, dead_letter=result.record, error=error
+        )
+    retry_delay = result.delay if isinstance(result, RetryLater | OutOfOrderLater) else None
+    return Delivery(DeliveryOutcome.NOT_ACKED, data, result, retry_delay=retry_delay, error=error)
+
+
+def _handler_error(result: Outcome | None) -> Exception | None:
+    """What the handler raised, if the outcome says it ran and raised."""
+    if isinstance(result, Acked | RetryLater | OutOfOrderLater):
+        return result.error
+    if isinstance(result, DeadLettered) and result.record.reason is DeadLetterReason.MAX_DELIVERIES:
+        return result.error
+    if isinstance(result, NotSettled):
+        return _handler_error(result.intended)
+    return None
 
 
 def _payload(listener: Listener[Any], message: Event | bytes | str | Mapping[str, Any]) -> bytes:
@@ -165,7 +168,7 @@ def _payload(listener: Listener[Any], message: Event | bytes | str | Mapping[str
                 f"{type(listener).__name__} listens to {listener.event_type.__name__} on "
                 f"{listener.subject.value!r}, not {type(message).__name__}"
             )
-        return message.model_dump_json().encode("utf-8")
+        return encode_event(message)
     if isinstance(message, bytes):
         return message
     if isinstance(message, str):
@@ -173,18 +176,13 @@ def _payload(listener: Listener[Any], message: Event | bytes | str | Mapping[str
     return json.dumps(message, separators=(",", ":")).encode("utf-8")
 
 
-class _RecordingMessage:
-    """A real delivery that remembers whether it was acked or nak'ed.
-
-    It reports ``delivery_count`` as asked, so a test can play the Nth delivery without
-    failing N-1 times first; everything else is the real message's.
-    """
+class _NthDelivery:
+    """A real delivery that reports ``delivery_count`` as asked, so a test can play the
+    Nth delivery without failing N-1 times first; everything else is the real one's."""
 
     def __init__(self, raw: TransportMessage, delivery_count: int) -> None:
         self._raw = raw
         self._delivery_count = delivery_count
-        self.acked = False
-        self.nak_delay: float | None = None
 
     @property
     def subject(self) -> str:
@@ -216,28 +214,6 @@ class _RecordingMessage:
 
     async def ack(self) -> None:
         await self._raw.ack()
-        self.acked = True
 
     async def nak(self, delay: float | None = None) -> None:
         await self._raw.nak(delay)
-        self.nak_delay = delay if delay is not None else 0.0
-
-
-class _LogRecords(logging.Handler):
-    """Keeps what the listener logs during one delivery, and the handler's exception."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-        self.error: BaseException | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(f"{record.levelname} {record.getMessage()}")
-        if record.exc_info and record.exc_info[1] is not None:
-            self.error = record.exc_info[1]
-            return
-        # OutOfOrder is logged at info level without a traceback; it is an argument.
-        arguments = record.args if isinstance(record.args, tuple) else ()
-        for argument in arguments:
-            if isinstance(argument, BaseException):
-                self.error = argument

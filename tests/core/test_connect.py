@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from common_events import Bus, ConfigurationError, connect
+from common_events.core import stream_subjects
+from common_events.transports import memory
 from common_events.transports.memory import MemoryBroker, MemoryTransport
 
 
@@ -37,11 +41,36 @@ async def test_no_url_anywhere_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
         await connect()
 
 
-async def test_unknown_scheme_is_a_clear_error() -> None:
+async def test_unknown_scheme_is_a_clear_error_without_the_rest_of_the_url() -> None:
     with pytest.raises(ConfigurationError) as caught:
-        await connect("kafka://127.0.0.1:9092")
-    assert "'kafka://127.0.0.1:9092'" in str(caught.value)
+        await connect("kafka://admin:s3cret@127.0.0.1:9092")
+    assert "'kafka://'" in str(caught.value)
     assert "stan://" in str(caught.value) and "nats://" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_the_transport_is_told_every_subject_and_its_dead_letter_subject(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    given: dict[str, Any] = {}
+    real_connect = memory.connect
+
+    async def recording_connect(
+        url: str, *, subjects: tuple[str, ...], **options: Any
+    ) -> MemoryTransport:
+        given["subjects"] = subjects
+        return await real_connect(url, subjects=subjects, **options)
+
+    monkeypatch.setattr(memory, "connect", recording_connect)
+    async with await connect("memory://"):
+        pass
+    assert given["subjects"] == stream_subjects()
+    assert "dead-letter:ticket:created" in given["subjects"]
+
+
+async def test_subjects_are_not_an_option_of_connect() -> None:
+    with pytest.raises(TypeError, match="subjects"):
+        await connect("memory://", subjects=("ticket:created",))
 
 
 async def test_unknown_memory_option_is_rejected() -> None:

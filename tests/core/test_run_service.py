@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 
+import pytest
+
 from common_events import (
     Bus,
     Listener,
@@ -53,7 +55,7 @@ async def test_sigterm_waits_for_the_handler_in_flight_then_closes() -> None:
     broker = MemoryBroker()
     bus = await connect("memory://", broker=broker)
     listener = SlowListener(bus)
-    service = asyncio.create_task(run_service(bus, listener, shutdown_timeout=10))
+    service = asyncio.create_task(run_service(bus, listener, drain_timeout=10))
 
     await TicketCreatedPublisher(bus).publish(ticket(1))
     async with asyncio.timeout(5):
@@ -87,7 +89,7 @@ async def test_a_stuck_handler_does_not_hold_shutdown_forever() -> None:
     bus = await connect("memory://", broker=broker)
     listener = SlowListener(bus)
     stop = asyncio.Event()
-    service = asyncio.create_task(run_service(bus, listener, shutdown_timeout=0.2, stop=stop))
+    service = asyncio.create_task(run_service(bus, listener, drain_timeout=0.2, stop=stop))
     await TicketCreatedPublisher(bus).publish(ticket(1))
     async with asyncio.timeout(5):
         await listener.started.wait()
@@ -105,3 +107,25 @@ async def test_a_stuck_handler_does_not_hold_shutdown_forever() -> None:
         async with asyncio.timeout(5):
             await resumed.done.wait()
         assert resumed.finished == ["t1"]
+
+
+async def test_shutdown_timeout_still_works_with_a_deprecation_warning() -> None:
+    bus = await connect("memory://")
+    listener = SlowListener(bus)
+    stop = asyncio.Event()
+    await TicketCreatedPublisher(bus).publish(ticket(1))
+    stop_when_started = asyncio.create_task(_set_when(listener.started, stop))
+    with pytest.warns(
+        DeprecationWarning, match="shutdown_timeout= is deprecated; use drain_timeout="
+    ) as caught:
+        async with asyncio.timeout(5):
+            await run_service(bus, listener, shutdown_timeout=0.2, stop=stop)
+    assert caught[0].filename == __file__  # the warning points at the caller
+    await stop_when_started
+    assert bus.closed
+    assert listener.finished == []  # the stuck handler was given 0.2 s, not 10
+
+
+async def _set_when(happened: asyncio.Event, then: asyncio.Event) -> None:
+    await happened.wait()
+    then.set()

@@ -15,6 +15,7 @@ from common_events import (
     TicketCreatedEvent,
     TicketUpdatedEvent,
 )
+from common_events.core import Acked, DeadLettered, OutOfOrderLater
 from common_events.testing import DeliveryOutcome, PublishedEvents, deliver
 
 
@@ -53,6 +54,7 @@ async def test_acks_the_message(event_bus: Bus) -> None:
 
     assert result.outcome is DeliveryOutcome.ACKED
     assert result.acked and not result.not_acked and not result.dead_lettered
+    assert result.result == Acked()
     assert listener.versions == {"t1": 1}
 
 
@@ -64,6 +66,7 @@ async def test_does_not_ack_a_skipped_version(event_bus: Bus) -> None:
     assert result.not_acked
     assert isinstance(result.error, OutOfOrder)
     assert result.retry_delay == pytest.approx(listener.retry_delay)
+    assert result.result == OutOfOrderLater(listener.retry_delay, result.error)
     assert listener.versions == {"t1": 0}
 
 
@@ -90,6 +93,9 @@ async def test_invalid_json_is_dead_lettered_with_the_reason(
     assert result.dead_letter.reason is DeadLetterReason.INVALID_JSON
     assert result.dead_letter.original_payload() == b"{not json"
     assert published.dead_letters(TicketUpdatedEvent) == [result.dead_letter]
+    assert result.error is None  # the handler never saw it
+    assert isinstance(result.result, DeadLettered)
+    assert result.result.subject == "dead-letter:ticket:updated"
 
 
 async def test_an_invalid_event_given_as_a_json_object_is_dead_lettered(event_bus: Bus) -> None:
@@ -116,6 +122,7 @@ async def test_the_last_allowed_delivery_of_a_failing_message_is_dead_lettered(
     assert on_last.dead_letter is not None
     assert on_last.dead_letter.reason is DeadLetterReason.MAX_DELIVERIES
     assert on_last.dead_letter.delivery_count == listener.max_deliveries
+    assert isinstance(on_last.error, OutOfOrder)  # what the handler raised the last time
 
 
 async def test_a_listener_that_is_not_listening_stays_so(event_bus: Bus) -> None:
@@ -164,3 +171,31 @@ async def test_a_handler_that_never_returns_times_out(event_bus: Bus) -> None:
             await deliver(StuckListener(event_bus), event, handler_timeout=0.2)
     finally:
         StuckListener.release.set()
+
+
+async def test_a_handler_that_acks_and_then_raises_is_acked_with_the_error(
+    event_bus: Bus,
+) -> None:
+    class AckThenFail(TicketUpdatedListener):
+        async def on_message(self, event: TicketUpdatedEvent, msg: Message) -> None:
+            await msg.ack()
+            raise RuntimeError("after the ack")
+
+    result = await deliver(AckThenFail(event_bus, {}), update(1))
+
+    assert result.acked
+    assert isinstance(result.error, RuntimeError)
+    assert result.retry_delay is None
+
+
+async def test_a_dead_letter_that_cannot_be_published_is_not_acked_and_says_why(
+    event_bus: Bus,
+) -> None:
+    listener = TicketUpdatedListener(event_bus, {})
+    await event_bus.close()
+
+    result = await deliver(listener, b"{not json")
+
+    assert result.not_acked
+    assert result.dead_letter is None
+    assert "not settled: TransportClosed" in str(result)
