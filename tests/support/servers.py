@@ -1,19 +1,23 @@
-"""Finding broker binaries and free loopback ports for test fixtures.
+"""Skipping (or failing, in CI) where a broker binary is missing.
 
 A fixture whose binary is missing skips with a reason that says how to get it, except
 under ``COMMON_EVENTS_REQUIRE_SERVERS=1`` (set by ``.ci/run``), where it fails: in CI
-nothing may skip quietly.
+nothing may skip quietly. The servers themselves are ``common_events.testing.servers``.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from common_events.testing.servers import ServerNotFound, free_loopback_port, go_bin_dir
+
+__all__ = ["free_port", "go_bin_dir", "missing", "require_binary", "servers_required"]
+
+free_port = free_loopback_port
 
 
 def servers_required() -> bool:
@@ -27,19 +31,10 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def go_bin_dir() -> Path | None:
-    gopath = os.environ.get("GOPATH")
-    if not gopath and shutil.which("go"):
-        try:
-            gopath = subprocess.run(
-                ["go", "env", "GOPATH"], capture_output=True, text=True, check=True, timeout=30
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            gopath = None
-    return Path(gopath) / "bin" if gopath else None
+def require_binary(find: Callable[[], Path]) -> Path:
+    """``find()``'s binary, or skip (fail in CI) with the reason it gives."""
+    try:
+        return find()
+    except ServerNotFound as error:
+        missing(str(error))
+        raise  # pragma: no cover - missing() raises

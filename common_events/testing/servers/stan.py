@@ -1,0 +1,261 @@
+"""Throwaway ``nats-streaming-server`` processes on free loopback ports.
+
+The binary comes from ``go install github.com/nats-io/nats-streaming-server@v0.25.6``
+(``scripts/install-stan-server.sh`` in this repository), found in ``$(go env GOPATH)/bin``
+or on ``PATH``. ``restart()`` keeps the ports, the cluster id and the store, which is
+how tests show what survives a server restart::
+
+    with StanServer(file_store=True) as server:
+        bus = await connect(server.url, cluster_id=server.cluster_id)
+        ...
+        server.restart()
+
+The life cycle is synchronous (a start takes a fraction of a second): a test can stop,
+kill or restart the server in the middle of its own event loop's work. ``async with``
+waits for readiness without blocking the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from common_events.testing.servers.ports import free_loopback_port
+from common_events.testing.servers.process import ServerNotFound, ServerProcess, ServerStartError
+
+__all__ = [
+    "StanServer",
+    "StanServerNotFound",
+    "StanServerStartError",
+    "find_stan_server",
+    "go_bin_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+BINARY_NAME = "nats-streaming-server"
+INSTALL_HINT = (
+    "run scripts/install-stan-server.sh "
+    "(go install github.com/nats-io/nats-streaming-server@v0.25.6)"
+)
+# The monitoring port opens before the streaming part subscribes to its request subjects,
+# so an answer there alone is not enough; this line comes after them.
+_READY_LINE = "Streaming Server is ready"
+
+
+class StanServerNotFound(ServerNotFound):
+    """No ``nats-streaming-server`` in ``$(go env GOPATH)/bin`` or on ``PATH``."""
+
+
+class StanServerStartError(ServerStartError):
+    """``nats-streaming-server`` exited or did not become ready; holds its log tail."""
+
+
+def go_bin_dir() -> Path | None:
+    """Where ``go install`` puts binaries (``$GOPATH/bin``), or ``None`` without Go."""
+    gopath = os.environ.get("GOPATH")
+    if not gopath and shutil.which("go"):
+        try:
+            gopath = subprocess.run(
+                ["go", "env", "GOPATH"], capture_output=True, text=True, check=True, timeout=30
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            gopath = None
+    return Path(gopath) / "bin" if gopath else None
+
+
+def find_stan_server() -> Path:
+    """``nats-streaming-server`` from ``$(go env GOPATH)/bin``, else from ``PATH``."""
+    bin_dir = go_bin_dir()
+    if bin_dir is not None and (bin_dir / BINARY_NAME).is_file():
+        return bin_dir / BINARY_NAME
+    found = shutil.which(BINARY_NAME)
+    if found:
+        return Path(found)
+    raise StanServerNotFound(
+        f"{BINARY_NAME} not found in $(go env GOPATH)/bin or PATH; " + INSTALL_HINT
+    )
+
+
+class StanServer(ServerProcess):
+    """One nats-streaming-server process on 127.0.0.1.
+
+    ``workdir`` holds the log and, with ``file_store``, the store (a temporary directory
+    removed by ``cleanup()`` when not given). ``extra_args`` go to the server as they
+    are (``("--user", "u", "--pass", "p")``, TLS options...).
+    """
+
+    def __init__(
+        self,
+        binary: str | os.PathLike[str] | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        cluster_id: str = "test-cluster",
+        file_store: bool = False,
+        extra_args: tuple[str, ...] = (),
+        port: int | None = None,
+        monitor_port: int | None = None,
+        ready_timeout: float = 15.0,
+    ) -> None:
+        super().__init__()
+        self._binary = Path(binary) if binary is not None else None
+        self._own_workdir = workdir is None
+        self.workdir = (
+            Path(workdir)
+            if workdir is not None
+            else Path(tempfile.mkdtemp(prefix="common-events-stan-"))
+        )
+        self.cluster_id = cluster_id
+        self.file_store = file_store
+        self.extra_args = extra_args
+        self.port = port if port is not None else free_loopback_port()
+        self.monitor_port = monitor_port if monitor_port is not None else free_loopback_port()
+        self.ready_timeout = ready_timeout
+
+    @property
+    def binary(self) -> Path:
+        if self._binary is None:
+            self._binary = find_stan_server()
+        return self._binary
+
+    @property
+    def url(self) -> str:
+        return f"stan://127.0.0.1:{self.port}"
+
+    @property
+    def nats_url(self) -> str:
+        """The NATS port the streaming server runs on, as nats-py takes it."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://127.0.0.1:{self.monitor_port}"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.workdir / "store"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    def command(self) -> list[str]:
+        args = [
+            str(self.binary),
+            "-a", "127.0.0.1",
+            "-p", str(self.port),
+            "-m", str(self.monitor_port),
+            "-cid", self.cluster_id,
+        ]  # fmt: skip
+        if self.file_store:
+            args += ["--store", "file", "--dir", str(self.store_dir)]
+        else:
+            args += ["--store", "memory"]
+        return [*args, *self.extra_args]
+
+    def __enter__(self) -> StanServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+    async def __aenter__(self) -> StanServer:
+        # Spawned from this thread (see ServerProcess), only the waiting runs in a worker.
+        self.start(wait=False)
+        try:
+            await asyncio.to_thread(self.wait_ready)
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop(5.0)
+        self.cleanup()
+
+    def start(self, *, wait: bool = True) -> None:
+        """Start the process; with ``wait``, return once it is ready for clients."""
+        if self.running:
+            raise StanServerStartError(f"{BINARY_NAME} on port {self.port} is already running")
+        binary = self.binary
+        if not binary.is_file():
+            raise StanServerNotFound(f"{BINARY_NAME} binary {binary} does not exist")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._spawn(self.command(), self.log_path)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Poll until the server logs that it is ready and its monitoring answers."""
+        limit = timeout if timeout is not None else self.ready_timeout
+        deadline = time.monotonic() + limit
+        while True:
+            process = self.process
+            if process is None or process.poll() is not None:
+                code = process.returncode if process is not None else None
+                raise StanServerStartError(
+                    f"{BINARY_NAME} exited with {code}:\n{self.log()[-4000:]}"
+                )
+            if _READY_LINE in self.log() and self._monitor_answers():
+                return
+            if time.monotonic() > deadline:
+                log = self.log()
+                self.stop()
+                raise StanServerStartError(
+                    f"{BINARY_NAME} not ready after {limit}s:\n{log[-4000:]}"
+                )
+            time.sleep(0.02)
+
+    def _monitor_answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.monitor_url}/streaming/serverz", timeout=1):
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def monitor(self, path: str) -> Any:
+        """GET a monitoring endpoint (``/streaming/clientsz`` ...) as JSON."""
+        with urllib.request.urlopen(f"{self.monitor_url}{path}", timeout=5) as response:
+            return json.loads(response.read())
+
+    def client_ids(self) -> set[str]:
+        """The client ids the server has registered right now."""
+        clients = self.monitor("/streaming/clientsz").get("clients") or []
+        return {client["id"] for client in clients}
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers; always reaps. The store stays."""
+        self.stop_now(5.0)
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports, cluster id and store."""
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        """Stop what still runs and remove the work directory if it was made here."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
