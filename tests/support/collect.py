@@ -1,39 +1,5 @@
-"""Collecting deliveries in tests and waiting on them with timeouts (never bare sleeps)."""
+"""``Collector`` moved to the package's conformance suite; tests import it from here."""
 
-from __future__ import annotations
+from common_events.testing.conformance import Collector
 
-import asyncio
-from collections.abc import Callable
-
-from common_events.transports.base import TransportMessage
-
-
-class Collector:
-    """A raw handler that records every delivery and optionally acks it."""
-
-    def __init__(self, *, ack: bool = True) -> None:
-        self.ack = ack
-        self.messages: list[TransportMessage] = []
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, message: TransportMessage) -> None:
-        if self.ack:
-            await message.ack()
-        async with self._changed:
-            self.messages.append(message)
-            self._changed.notify_all()
-
-    @property
-    def payloads(self) -> list[bytes]:
-        return [m.data for m in self.messages]
-
-    async def wait_until(
-        self, predicate: Callable[[list[TransportMessage]], bool], timeout: float = 10.0
-    ) -> list[TransportMessage]:
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: predicate(self.messages))
-        return self.messages
-
-    async def wait_for_count(self, count: int, timeout: float = 10.0) -> list[TransportMessage]:
-        """Wait until at least ``count`` deliveries arrived."""
-        return await self.wait_until(lambda messages: len(messages) >= count, timeout)
+__all__ = ["Collector"]
