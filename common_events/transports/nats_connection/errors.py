@@ -171,8 +171,14 @@ def classify_nats_error(
 
 
 def _api_failure(error: nats.js.errors.APIError, what: str) -> NatsFailure:
-    description = error.description or str(error) or type(error).__name__
     status = error.code
+    if status is None and isinstance(error, nats.js.errors.ServiceUnavailableError):
+        # nats-py raises it without a code when nothing answered an API request (no
+        # JetStream on the server or account) or for a bare 503 status message.
+        status = 503
+        description = error.description or "no JetStream answered"
+    else:
+        description = error.description or str(error) or type(error).__name__
     # 503: JetStream is not (yet) available: no meta leader, not enabled, restarting.
     transient = status == 503
     return NatsFailure(

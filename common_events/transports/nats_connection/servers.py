@@ -93,7 +93,9 @@ def _with_port(host: str, url: str) -> str:
     has_port = "]:" in host if host.startswith("[") else ":" in host
     if not has_port:
         return f"{host}:{DEFAULT_PORT}"
-    port = host.rpartition(":")[2]
+    name, _, port = host.rpartition(":")
+    if not name:
+        raise ConfigurationError(f"empty host in {redact_url(url)!r}")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigurationError(f"bad port {port!r} in {redact_url(url)!r}")
     return host
