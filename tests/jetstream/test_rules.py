@@ -8,28 +8,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common_events.core.codec import stream_subjects
 from common_events.errors import ConfigurationError
 from common_events.events import Subjects
 from common_events.transports.base import SubscriptionOptions
 from common_events.transports.jetstream import (
+    SCHEMES,
     ConsumerPlan,
     ExistingStream,
     JetStreamOptions,
     StreamSpec,
     consumer_name,
-    event_subjects,
     parse_servers,
     plan_consumer,
     stream_differences,
     subject_matches,
 )
+from common_events.transports.nats_connection import parse_servers as parse_server_list
 
 # What JetStream accepts in a consumer name, narrowed to what is safe as a directory name.
 CONSUMER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def spec(**changes: object) -> StreamSpec:
-    values: dict[str, object] = {"name": "EVENTS", "subjects": event_subjects()}
+    values: dict[str, object] = {"name": "EVENTS", "subjects": stream_subjects()}
     values.update(changes)
     return StreamSpec(**values)  # type: ignore[arg-type]
 
@@ -37,7 +39,7 @@ def spec(**changes: object) -> StreamSpec:
 def existing(**changes: object) -> ExistingStream:
     values: dict[str, object] = {
         "name": "EVENTS",
-        "subjects": event_subjects(),
+        "subjects": stream_subjects(),
         "storage": "file",
         "retention": "limits",
         "replicas": 1,
@@ -47,8 +49,8 @@ def existing(**changes: object) -> ExistingStream:
     return ExistingStream(**values)  # type: ignore[arg-type]
 
 
-def test_the_stream_stores_every_subject_and_its_dead_letter_subject() -> None:
-    subjects = event_subjects()
+def test_the_core_hands_the_stream_every_subject_and_its_dead_letter_subject() -> None:
+    subjects = stream_subjects()
     for subject in Subjects:
         assert subject.value in subjects
         assert f"dead-letter:{subject.value}" in subjects
@@ -96,7 +98,7 @@ def test_duplicate_window_is_only_checked_when_configured() -> None:
     assert stream_differences(existing(duplicate_window=5.0), spec()) == []
 
 
-@given(durable=st.text(min_size=1, max_size=300), subject=st.sampled_from(event_subjects()))
+@given(durable=st.text(min_size=1, max_size=300), subject=st.sampled_from(stream_subjects()))
 def test_consumer_names_are_valid_and_deterministic(durable: str, subject: str) -> None:
     name = consumer_name(durable, subject)
     assert CONSUMER_NAME.match(name), name
@@ -138,17 +140,24 @@ def test_non_durable_subscriptions_expire() -> None:
     assert plan().name != alone.name
 
 
+def servers(url: str) -> tuple[str, ...]:
+    return parse_server_list(url, schemes=SCHEMES).servers
+
+
 def test_server_lists() -> None:
-    assert parse_servers("nats://127.0.0.1:4222") == ["nats://127.0.0.1:4222"]
-    assert parse_servers("nats://a:1, b:2,nats://c") == [
-        "nats://a:1",
-        "nats://b:2",
-        "nats://c:4222",
-    ]
-    assert parse_servers("tls://u:p@a:1") == ["tls://u:p@a:1"]
+    assert servers("nats://127.0.0.1:4222") == ("nats://127.0.0.1:4222",)
+    assert servers("nats://a:1, b:2,nats://c") == ("nats://a:1", "nats://b:2", "nats://c:4222")
+    found = parse_server_list("tls://u:p@a:1", schemes=SCHEMES)
+    assert found.servers == ("tls://a:1",)
+    assert (found.user, found.password) == ("u", "p")
     for bad in ("", "http://a:1", "nats://a:x", "nats://:4222"):
         with pytest.raises(ConfigurationError):
-            parse_servers(bad)
+            servers(bad)
+
+
+def test_the_old_server_list_function_is_deprecated_and_drops_credentials() -> None:
+    with pytest.warns(DeprecationWarning, match="parse_servers"):
+        assert parse_servers("tls://u:p@a:1,b") == ["tls://a:1", "tls://b:4222"]
 
 
 def test_unknown_or_bad_options_are_refused() -> None:
@@ -158,3 +167,20 @@ def test_unknown_or_bad_options_are_refused() -> None:
         JetStreamOptions.from_kwargs({"replicas": 0})
     with pytest.raises(ConfigurationError, match="stream"):
         JetStreamOptions.from_kwargs({"stream": "A.B"})
+
+
+def test_close_timeout_is_accepted_with_a_deprecation_warning_and_ignored() -> None:
+    with pytest.warns(DeprecationWarning, match="close_timeout"):
+        options = JetStreamOptions.from_kwargs({"close_timeout": 3.0})
+    assert options == JetStreamOptions()
+
+
+def test_the_connection_options_are_the_shared_ones_with_this_transports_defaults() -> None:
+    options = JetStreamOptions.from_kwargs({"user": "u", "password": "pw-secret"})
+    assert (options.connect_timeout, options.reconnect_time_wait) == (5.0, 0.5)
+    assert options.max_reconnect_attempts == 120
+    assert "pw-secret" not in repr(options)
+    with pytest.raises(ConfigurationError, match="skip_subject_validation"):
+        JetStreamOptions.from_kwargs({"skip_subject_validation": True})
+    with pytest.raises(ConfigurationError, match="token"):
+        JetStreamOptions.from_kwargs({"token": "t", "user": "u"})

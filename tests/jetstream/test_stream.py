@@ -9,9 +9,10 @@ import nats
 import pytest
 from nats.js import api
 
+from common_events.core.codec import stream_subjects
 from common_events.embedded import EmbeddedNatsServer, free_loopback_port
-from common_events.errors import ConnectError, StreamConflict
-from common_events.transports.jetstream import JetStreamTransport, event_subjects
+from common_events.errors import ConfigurationError, ConnectError, PublishError, StreamConflict
+from common_events.transports.jetstream import JetStreamTransport
 from tests.fixtures.jetstream import nats_server_binary
 
 Connect = Callable[..., Awaitable[JetStreamTransport]]
@@ -41,7 +42,7 @@ async def test_missing_stream_is_created_with_file_storage_and_every_subject(
     await jetstream_connect(nats_server.url)
 
     config = await stream_config(nats_server.url)
-    assert sorted(config.subjects or []) == sorted(event_subjects())
+    assert sorted(config.subjects or []) == sorted(stream_subjects())
     assert config.storage == api.StorageType.FILE
     assert config.retention == api.RetentionPolicy.LIMITS
     assert config.num_replicas == 1
@@ -140,3 +141,28 @@ async def test_a_server_list_with_a_dead_entry_still_connects(
     dead = f"nats://127.0.0.1:{free_loopback_port()}"
     transport = await jetstream_connect(f"{dead},{nats_server.url}", connect_timeout=1.0)
     assert (await transport.publish("ticket:created", b"{}")).sequence == 1
+
+
+async def test_without_subjects_a_missing_stream_is_refused_not_created(
+    nats_server: EmbeddedNatsServer, jetstream_connect: Connect
+) -> None:
+    with pytest.raises(ConfigurationError, match="no subjects were given"):
+        await jetstream_connect(nats_server.url, subjects=None)
+    nc = await nats.connect(nats_server.url)
+    try:
+        assert await nc.jsm().streams_info() == []
+    finally:
+        await nc.close()
+
+
+async def test_without_subjects_an_existing_stream_is_used_as_it_is(
+    nats_server: EmbeddedNatsServer, jetstream_connect: Connect
+) -> None:
+    await add_stream(nats_server.url, name="EVENTS", subjects=["ticket:created"])
+    transport = await jetstream_connect(nats_server.url, subjects=None)
+    assert (await transport.publish("ticket:created", b"{}")).sequence == 1
+    with pytest.raises(PublishError, match="no JetStream stream stores 'order:created'"):
+        await transport.publish("order:created", b"{}")
+    # Its settings are still checked.
+    with pytest.raises(StreamConflict, match="3 configured"):
+        await jetstream_connect(nats_server.url, subjects=None, replicas=3)

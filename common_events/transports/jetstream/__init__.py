@@ -1,16 +1,21 @@
-"""JetStream transport: ``connect("nats://127.0.0.1:4222")``.
+"""JetStream transport: ``connect("nats://127.0.0.1:4222", subjects=...)``.
 
-One stream (``EVENTS`` by default, file storage) stores every event subject and its
-dead-letter subject; each subscription is a push consumer named after its durable name
-and subject, whose deliver group is the queue group.
+One stream (``EVENTS`` by default, file storage) stores the subjects the core hands it
+(every event subject and its dead-letter subject); each subscription is a push consumer
+named after its durable name and subject, whose deliver group is the queue group.
+
+Modules: ``admin`` (the stream and its consumers), ``publishing``, ``subscription``,
+``transport`` (wiring them on one connection of ``nats_connection``), ``options``, the
+pure rules of ``streams`` and ``consumers``, and ``permissions``.
 """
 
+from common_events.transports.jetstream.admin import StreamAdmin
 from common_events.transports.jetstream.consumers import ConsumerPlan, consumer_name, plan_consumer
-from common_events.transports.jetstream.options import JetStreamOptions, parse_servers
+from common_events.transports.jetstream.options import SCHEMES, JetStreamOptions, parse_servers
+from common_events.transports.jetstream.publishing import Publishing
 from common_events.transports.jetstream.streams import (
     ExistingStream,
     StreamSpec,
-    event_subjects,
     stream_differences,
     subject_matches,
 )
@@ -21,16 +26,18 @@ from common_events.transports.jetstream.subscription import (
 from common_events.transports.jetstream.transport import JetStreamTransport, connect
 
 __all__ = [
+    "SCHEMES",
     "ConsumerPlan",
     "ExistingStream",
     "JetStreamMessage",
     "JetStreamOptions",
     "JetStreamSubscription",
     "JetStreamTransport",
+    "Publishing",
+    "StreamAdmin",
     "StreamSpec",
     "connect",
     "consumer_name",
-    "event_subjects",
     "parse_servers",
     "plan_consumer",
     "stream_differences",

@@ -1,34 +1,40 @@
-"""Connection options of the JetStream transport and the server list of a URL."""
+"""Options of the JetStream transport: the NATS connection's, plus the stream's and the
+publish loop's."""
 
 from __future__ import annotations
 
-import ssl
+import logging
+import warnings
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from common_events.errors import ConfigurationError
+from common_events.transports.nats_connection import NatsOptions, ServerList
+from common_events.transports.nats_connection import parse_servers as parse_server_list
 
-_SCHEMES = ("nats", "tls")
+logger = logging.getLogger(__name__)
+
+SCHEMES = {"nats": "nats", "tls": "tls"}
+"""URL schemes of the JetStream transport and the scheme nats-py is given for each."""
+
+# Connection settings that are ours to set, not the user's.
+_INTERNAL = frozenset({"skip_subject_validation"})
 
 
 @dataclass(frozen=True, slots=True)
-class JetStreamOptions:
-    """Everything ``connect(url, **options)`` accepts besides the URL.
+class JetStreamOptions(NatsOptions):
+    """Everything ``connect(url, **options)`` accepts besides the URL and the subjects.
 
-    Credentials and TLS go to nats-py unchanged; a user and password may also be in the
-    URL (``nats://user:pass@host:4222``). Times are in seconds.
+    The connection part (user, password, token, creds_file, tls, tls_hostname, name and
+    the timeouts) is ``NatsOptions``; secrets never show in ``repr``. A user and password
+    may also be in the URL (``nats://user:pass@host:4222``). Times are in seconds.
     """
 
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    creds_file: str | Path | None = None
-    tls: ssl.SSLContext | None = None
-    tls_hostname: str | None = None
-    name: str | None = None
-    """Connection name shown by the server's monitoring (``connz``)."""
+    # The connection defaults of this transport, kept from before the shared layer.
+    connect_timeout: float = 5.0
+    reconnect_time_wait: float = 0.5
+    max_reconnect_attempts: int = 120
+    """Per server, after the connection was made; ``-1`` retries forever."""
 
     stream: str = "EVENTS"
     replicas: int = 1
@@ -44,24 +50,28 @@ class JetStreamOptions:
     max_pending_publishes: int = 1024
     """Publishes waiting on the server at once; more wait their turn in the client."""
     request_timeout: float = 5.0
-    """Timeout of JetStream API requests (stream and consumer management)."""
-
-    connect_timeout: float = 5.0
-    reconnect_time_wait: float = 0.5
-    max_reconnect_attempts: int = 120
-    """Per server, after the connection was made; ``-1`` retries forever."""
+    """Timeout of JetStream API requests (stream and consumer management), and the bound
+    on stopping a subscription's deliveries."""
 
     deliver_prefix: str = "_INBOX.common-events"
     """Subject prefix where push consumers deliver; a client needs subscribe permission
     on it (``_INBOX.>`` covers the default)."""
     ephemeral_inactive_threshold: float = 30.0
     """How long the server keeps a non-durable queue group's consumer without members."""
-    close_timeout: float = 10.0
-    """How long closing a subscription waits for the running handler to finish."""
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> JetStreamOptions:
-        known = {field.name for field in fields(cls)}
+        options = dict(options)
+        if "close_timeout" in options:
+            del options["close_timeout"]
+            warnings.warn(
+                "the JetStream option close_timeout is deprecated and does nothing: the "
+                "Listener drains once (drain_timeout) and a closing subscription no "
+                "longer waits for its handler again",
+                DeprecationWarning,
+                stacklevel=3,  # from_kwargs < connect < the caller
+            )
+        known = {field.name for field in fields(cls)} - _INTERNAL
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(
@@ -73,6 +83,8 @@ class JetStreamOptions:
         return result
 
     def validate(self) -> None:
+        # Not super(): slotted dataclasses are rebuilt, which zero-argument super() misses.
+        NatsOptions.validate(self)
         if not self.stream or any(ch in self.stream for ch in " .*>/\\\t\n"):
             raise ConfigurationError(f"invalid stream name {self.stream!r}")
         if self.replicas < 1 or self.replicas > 5:
@@ -84,45 +96,33 @@ class JetStreamOptions:
             raise ConfigurationError("max_pending_publishes must be at least 1")
         if self.duplicate_window is not None and self.duplicate_window <= 0:
             raise ConfigurationError("duplicate_window must be positive")
-        if self.token is not None and (self.user is not None or self.password is not None):
-            raise ConfigurationError("pass either token or user/password, not both")
 
 
-def parse_servers(url: str) -> list[str]:
-    """``nats://a:4222,b:4223`` -> ``["nats://a:4222", "nats://b:4223"]``.
+def server_list(url: str) -> ServerList:
+    """The servers of a ``nats://`` or ``tls://`` URL, credentials taken out.
 
-    Entries without a scheme take the first entry's; credentials stay on their entry.
+    A JetStream URL has no query options: they were always ignored, and still are (with a
+    warning naming their keys, never their values).
     """
-    entries = [entry.strip() for entry in url.split(",") if entry.strip()]
-    if not entries:
-        raise ConfigurationError("empty JetStream URL")
-    first_scheme = urlsplit(entries[0]).scheme.lower()
-    if first_scheme not in _SCHEMES:
-        raise ConfigurationError(f"a JetStream URL starts with nats:// or tls://, not {url!r}")
-    servers: list[str] = []
-    for entry in entries:
-        if "://" not in entry:
-            entry = f"{first_scheme}://{entry}"
-        parts = urlsplit(entry)
-        if parts.scheme.lower() not in _SCHEMES:
-            raise ConfigurationError(f"bad server {entry!r} in {url!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigurationError(f"bad port in {entry!r}") from None
-        if not parts.hostname:
-            raise ConfigurationError(f"no host in {entry!r}")
-        if port is None:
-            entry = entry.rstrip("/") + ":4222"
-        servers.append(entry)
+    servers = parse_server_list(url, schemes=SCHEMES)
+    if servers.query:
+        logger.warning(
+            "query options of a JetStream URL are ignored (%s); pass options as keywords",
+            ", ".join(sorted(servers.query)),
+        )
     return servers
 
 
-def redact(server: str) -> str:
-    """The server URL without credentials, for messages and logs."""
-    parts = urlsplit(server)
-    if parts.username is None and parts.password is None:
-        return server
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://***@{host}{port}"
+def parse_servers(url: str) -> list[str]:
+    """Deprecated: the server URLs of ``url``, now without credentials.
+
+    Use ``common_events.transports.nats_connection.parse_servers(url, schemes=...)``,
+    which also returns the credentials, apart from the servers.
+    """
+    warnings.warn(
+        "common_events.transports.jetstream.parse_servers is deprecated; use "
+        "common_events.transports.nats_connection.parse_servers(url, schemes=SCHEMES)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return list(parse_server_list(url, schemes=SCHEMES).servers)

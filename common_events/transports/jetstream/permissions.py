@@ -3,18 +3,23 @@
 nats-py reports a permission violation only to its error callback, while the request
 that caused it would simply time out. Each waiting call is registered with its subject;
 a violation for that subject interrupts the wait, and the call raises
-``PermissionDenied`` at once.
+``PermissionDenied`` at once. ``PermissionWatch.on_connection_error`` is the connection's
+error listener that recognises the server's report (``permission_violation()``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from common_events.errors import PermissionDenied
+from common_events.transports.nats_connection import permission_violation
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -83,3 +88,17 @@ class PermissionWatch:
                 wait.task.cancel()
                 hit = True
         return hit
+
+    def on_connection_error(self, error: Exception) -> bool:
+        """The connection's error listener: takes the server's permission violations.
+
+        A violation interrupts the calls waiting on its subject; one that no call waits
+        for (an ack, a late reply) is logged. Other errors are left to the connection.
+        """
+        violation = permission_violation(error)
+        if violation is None:
+            return False
+        kind, subject = violation
+        if not self.violation(kind, subject, str(error).removeprefix("nats: ")):
+            logger.error("NATS refused %s to %r: permission denied", kind, subject)
+        return True

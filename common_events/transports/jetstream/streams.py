@@ -1,27 +1,15 @@
 """The one stream that stores every event, and how an existing stream is checked.
 
 Kept apart from the client: these are pure functions over plain values, so the rules
-(which subjects, which settings may differ) read in one place and are tested without a
-server. ``ensure_stream`` in ``transport.py`` applies them.
+(which settings may differ) read in one place and are tested without a server.
+``admin.py`` applies them. The subjects come from the core (every event subject and its
+dead-letter subject); the transport knows no events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from common_events.events import Subjects
-
-DEAD_LETTER_PREFIX = "dead-letter:"
-
-
-def event_subjects() -> tuple[str, ...]:
-    """Every subject the stream must store: the events and their dead-letter subjects.
-
-    Only the subject strings are taken from ``events``; the transport knows no models.
-    """
-    subjects = [subject.value for subject in Subjects]
-    return (*subjects, *(f"{DEAD_LETTER_PREFIX}{subject}" for subject in subjects))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,48 +1,57 @@
 """A subscription on a push consumer, and the messages it hands to the handler.
 
-nats-py runs the handler from one task per subscription, one message at a time; closing
-waits for the running handler instead of cancelling it half-way, and hands back to the
-consumer what arrives meanwhile.
+nats-py runs the handler from one task per subscription, one message at a time. Closing
+stops the deliveries and hands back to the consumer what arrives meanwhile; it does not
+wait for a running handler (the core's ``Listener`` has drained before it closes): a
+handler still running then is abandoned, and its message comes back after ``ack_wait``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
-import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from common_events.errors import ConnectionLost
+from common_events.errors import PermissionDenied, SubscribeError
 from common_events.transports.base import MessageHandler
 from common_events.transports.jetstream.consumers import ConsumerPlan
+from common_events.transports.jetstream.permissions import PermissionWatch
+from common_events.transports.nats_connection import Operation, classify_nats_error
 
-logger = logging.getLogger("common_events.transports.jetstream")
+logger = logging.getLogger(__name__)
 
 _EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
-class SubscriptionOwner(Protocol):
-    """What a subscription needs from its transport."""
-
-    @property
-    def connection(self) -> Client | None: ...
-
-    @property
-    def close_timeout(self) -> float: ...
-
-    def forget(self, subscription: JetStreamSubscription) -> None: ...
+class ConsumerRemoval(Protocol):
+    """What a subscription asks of the administration when it goes."""
 
     async def delete_consumer(self, name: str) -> None: ...
 
     async def delete_consumer_if_unused(self, plan: ConsumerPlan) -> None: ...
+
+
+async def round_trip(client: Client) -> None:
+    """Return once the server has processed everything sent so far.
+
+    nats-py writes a flush's PING straight to the socket, ahead of commands still
+    buffered (a new SUB), so one flush may be answered before the server has seen them;
+    the second PING follows them.
+    """
+    await client.flush()
+    await client.flush()
+
+
+def _ours(error: Exception, operation: Operation, what: str) -> BaseException:
+    failure = classify_nats_error(error, operation, what)
+    return error if failure is None else failure.error
 
 
 class JetStreamMessage:
@@ -94,10 +103,11 @@ class JetStreamMessage:
         self._settled = True
         try:
             await self._msg.ack()
-        except nats.errors.ConnectionClosedError:
-            raise ConnectionLost(
-                "the connection is closed; the message will be redelivered"
-            ) from None
+        except Exception as error:
+            ours = _ours(error, Operation.ACK, f"acknowledging {self!r}")
+            if ours is error:
+                raise
+            raise ours from error
 
     async def nak(self, delay: float | None = None) -> None:
         if self._settled:
@@ -105,10 +115,11 @@ class JetStreamMessage:
         self._settled = True
         try:
             await self._msg.nak(delay=delay if delay and delay > 0 else None)
-        except nats.errors.ConnectionClosedError:
-            raise ConnectionLost(
-                "the connection is closed; the message will be redelivered"
-            ) from None
+        except Exception as error:
+            ours = _ours(error, Operation.ACK, f"handing back {self!r}")
+            if ours is error:
+                raise
+            raise ours from error
 
     def __repr__(self) -> str:
         return (
@@ -122,20 +133,27 @@ class JetStreamSubscription:
 
     def __init__(
         self,
-        owner: SubscriptionOwner,
+        client: Client,
+        consumers: ConsumerRemoval,
         subject: str,
         handler: MessageHandler,
         plan: ConsumerPlan,
+        *,
+        stop_timeout: float,
+        on_closed: Callable[[JetStreamSubscription], None],
     ) -> None:
-        self._owner = owner
+        self._client = client
+        self._consumers = consumers
         self._subject = subject
         self._handler = handler
         self.plan = plan
+        self._stop_timeout = stop_timeout
+        self._on_closed = on_closed
         self._nats_subscription: Subscription | None = None
         self._stopping = False
+        self._handler_task: asyncio.Task[object] | None = None
+        self._late_drain: asyncio.Future[None] | None = None
         self._closed = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def subject(self) -> str:
@@ -145,10 +163,25 @@ class JetStreamSubscription:
     def consumer_name(self) -> str:
         return self.plan.name
 
-    async def start(self, client: Client) -> None:
-        self._nats_subscription = await client.subscribe(
-            self.plan.deliver_subject, queue=self.plan.deliver_group or "", cb=self._receive
-        )
+    async def start(self, watch: PermissionWatch) -> None:
+        """Subscribe to the deliveries; return once the server has accepted (or refused)."""
+        deliveries = f"{self.plan.deliver_subject!r} (deliveries of {self._subject!r})"
+        try:
+            self._nats_subscription = await self._client.subscribe(
+                self.plan.deliver_subject, queue=self.plan.deliver_group or "", cb=self._receive
+            )
+            await watch.run("subscription", self.plan.deliver_subject, round_trip(self._client))
+        except PermissionDenied as error:
+            await self.stop()
+            raise SubscribeError(
+                f"NATS refused the subscription to {deliveries}: {error}"
+            ) from None
+        except Exception as error:
+            ours = _ours(error, Operation.SUBSCRIBE, f"subscribing to {deliveries}")
+            if ours is error:
+                raise
+            await self.stop()
+            raise SubscribeError(f"could not subscribe to {self._subject!r}: {ours}") from error
 
     async def _receive(self, msg: Msg) -> None:
         # nats-py calls this from one task per subscription and awaits it before the
@@ -160,77 +193,99 @@ class JetStreamSubscription:
         if self._stopping:
             # Arrived while closing: back to the consumer now (to another member, or
             # to this durable when it returns) instead of waiting out ack_wait.
-            with contextlib.suppress(nats.errors.Error):
+            try:
                 await msg.nak()
+            except Exception as error:
+                if _ours(error, Operation.ACK, "handing back") is error:
+                    raise
             return
-        try:
-            message = JetStreamMessage(msg)
-        except Exception:
-            logger.exception("unreadable JetStream delivery on %s; skipped", msg.subject)
-            return
-        self._idle.clear()
+        message = JetStreamMessage(msg)
+        self._handler_task = asyncio.current_task()
         try:
             await self._handler(message)
         except Exception:
-            # The handler answers for its message: not acknowledged, it comes back
-            # after ack_wait; the subscription itself lives on.
+            # The one guard: the core's handler does not raise; a raw handler that does
+            # leaves its message unacknowledged, and the subscription lives on.
             logger.exception(
-                "handler failed on %s #%d (delivery %d); it will be redelivered",
-                message.subject,
-                message.sequence,
-                message.delivery_count,
+                "handler for %s raised; %r is left unacknowledged and comes back after "
+                "ack_wait",
+                self._subject,
+                message,
             )
         finally:
-            self._idle.set()
+            self._handler_task = None
 
     async def stop(self) -> None:
-        """Stop receiving; let the running handler finish, hand back what arrives."""
+        """Stop the deliveries, without waiting for a running handler.
+
+        What the server pushed meanwhile is handed back to the consumer at once.
+        """
         self._stopping = True
         nats_subscription, self._nats_subscription = self._nats_subscription, None
-        if nats_subscription is None:
+        if nats_subscription is None or self._client.is_closed:
             return
-        # nats-py's unsubscribe cancels the task that runs the handler: wait for the
-        # handler first, bounded, so a close never interrupts work half-way.
-        try:
-            await asyncio.wait_for(self._idle.wait(), self._owner.close_timeout)
-        except TimeoutError:
+        if self._handler_task is not None and self._handler_task is asyncio.current_task():
+            # Closed by its own handler: drain once the handler has returned (draining
+            # waits for it, and unsubscribing would cancel the caller).
+            self._late_drain = asyncio.ensure_future(self._drain(nats_subscription))
+            return
+        if self._handler_task is not None:
+            # The core drained before closing, so this handler overran its drain:
+            # abandon it (nats-py cancels the task it runs in); its message comes back
+            # after ack_wait.
             logger.warning(
-                "handler on %s still running after %.0fs; cancelling it",
+                "handler for %s still running when its subscription closed; abandoned, "
+                "its message comes back after ack_wait",
                 self._subject,
-                self._owner.close_timeout,
             )
-        client = self._owner.connection
-        if client is None or client.is_closed:
-            return
+            await self._unsubscribe(nats_subscription)
+        else:
+            await self._drain(nats_subscription)
+        try:
+            await round_trip(self._client)
+        except Exception as error:
+            if _ours(error, Operation.SUBSCRIBE, "stopping") is error:
+                raise
+
+    async def _drain(self, nats_subscription: Subscription) -> None:
         # Drain, not unsubscribe: the round trip makes sure the server has stopped
         # pushing, and what it pushed meanwhile still reaches _receive (which hands it
-        # back) instead of being dropped and waiting out ack_wait.
-        # (nats-py leaves drain() unannotated.)
-        draining = nats_subscription.drain()  # type: ignore[no-untyped-call]
+        # back) instead of waiting out ack_wait. (nats-py leaves drain() unannotated.)
         try:
-            await asyncio.wait_for(draining, self._owner.close_timeout)
-        except (nats.errors.Error, TimeoutError):
-            with contextlib.suppress(nats.errors.Error):
-                await nats_subscription.unsubscribe()
+            draining = nats_subscription.drain()  # type: ignore[no-untyped-call]
+            await asyncio.wait_for(draining, self._stop_timeout)
+        except Exception as error:
+            if _ours(error, Operation.SUBSCRIBE, "draining") is error:
+                raise
+            logger.debug("draining the deliveries of %s: %s", self._subject, error)
+            await self._unsubscribe(nats_subscription)
+
+    async def _unsubscribe(self, nats_subscription: Subscription) -> None:
+        try:
+            await nats_subscription.unsubscribe()
+        except Exception as error:
+            if _ours(error, Operation.SUBSCRIBE, "unsubscribing") is error:
+                raise
+            logger.debug("unsubscribing the deliveries of %s: %s", self._subject, error)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         await self.stop()
-        self._owner.forget(self)
+        self._on_closed(self)
         if not self.plan.durable:
-            await self._owner.delete_consumer_if_unused(self.plan)
+            await self._consumers.delete_consumer_if_unused(self.plan)
 
     async def unsubscribe(self) -> None:
         if self._closed:
             # Closed already: the durable may still be removed.
-            await self._owner.delete_consumer(self.plan.name)
+            await self._consumers.delete_consumer(self.plan.name)
             return
         self._closed = True
         await self.stop()
-        self._owner.forget(self)
-        await self._owner.delete_consumer(self.plan.name)
+        self._on_closed(self)
+        await self._consumers.delete_consumer(self.plan.name)
 
     def __repr__(self) -> str:
         return f"JetStreamSubscription(subject={self._subject!r}, consumer={self.plan.name!r})"
