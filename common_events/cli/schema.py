@@ -1,23 +1,28 @@
-"""``common-events schema``: export the JSON Schemas, check compatibility, write TypeScript."""
+"""``common-events schema``: export the JSON Schemas, check compatibility, write TypeScript
+and the npm package of the events."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from common_events import __version__
 from common_events.contracts.compatibility import Mode, check_compatibility
+from common_events.contracts.npm import NpmPackageError, npm_package, write_npm_package
 from common_events.contracts.schema import Schema, export_schemas, read_schemas, write_schemas
-from common_events.contracts.snapshots import load_release, released_versions
-from common_events.contracts.typescript import typescript_declarations
+from common_events.contracts.snapshots import load_release, release_plan, released_versions
+from common_events.contracts.typescript import typescript_declarations, typescript_module
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "schema",
-        help="JSON Schemas of the events: export, compatibility check, TypeScript",
+        help="JSON Schemas of the events: export, compatibility check, TypeScript, npm",
         description="JSON Schemas (draft 2020-12) of the events' wire JSON.",
     )
     commands = parser.add_subparsers(dest="schema_command", metavar="ACTION", required=True)
@@ -60,15 +65,56 @@ def register(subparsers: Any) -> None:
         default=True,
         help="check against every released version (default), not only the latest",
     )
+    check.add_argument(
+        "--release",
+        metavar="VERSION",
+        help=(
+            "check that VERSION may be released with today's models: against the "
+            "earlier releases of its major version, and its own snapshot; a breaking "
+            "change needs a new major version (of the Python and the npm package)"
+        ),
+    )
     check.set_defaults(func=run_check)
 
     typescript = commands.add_parser(
-        "typescript", help="write TypeScript declarations (.d.ts) of the events"
+        "typescript",
+        help="write TypeScript declarations (.d.ts) of the events, or a .ts module",
+        description=(
+            "TypeScript of the events. A declaration file (.d.ts, the default) declares "
+            "the enums, whose values the npm package provides; a module (--module, or "
+            "an output file ending in .ts but not .d.ts) defines them."
+        ),
     )
     typescript.add_argument(
         "-o", "--output", metavar="FILE", type=Path, help="write here instead of stdout"
     )
+    typescript.add_argument(
+        "--module",
+        action="store_true",
+        help="write a module with the enums' values instead of declarations",
+    )
     typescript.set_defaults(func=run_typescript)
+
+    npm = commands.add_parser(
+        "npm",
+        help="write the npm package of the events into DIR",
+        description=(
+            "Write a complete npm package of the events into DIR (new, empty, or "
+            "written by this command before): package.json at this package's version, "
+            "CommonJS and ES module builds, the enums as JavaScript, declarations, the "
+            "JSON Schemas and a validator per event. Publish it with npm publish DIR."
+        ),
+    )
+    npm.add_argument("directory", metavar="DIR", type=Path)
+    npm.add_argument(
+        "--name", required=True, help="the package's name, e.g. @ticketing/common-events"
+    )
+    npm.add_argument(
+        "--registry",
+        metavar="URL",
+        help="the registry it is published to (package.json publishConfig)",
+    )
+    npm.set_defaults(func=run_npm)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -79,6 +125,14 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if args.release is not None:
+        if args.against:
+            print(
+                "common-events schema check: --release and --against exclude each other",
+                file=sys.stderr,
+            )
+            return 2
+        return _check_release(args.release, Mode(args.mode))
     try:
         baselines = _baselines(args.against, transitive=args.transitive)
     except (LookupError, ValueError, OSError) as error:
@@ -93,14 +147,41 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if report.compatible else 1
 
 
+def _check_release(version: str, mode: Mode) -> int:
+    try:
+        plan = release_plan(version, export_schemas(), mode=mode)
+    except (LookupError, ValueError) as error:
+        print(f"common-events schema check: {error}", file=sys.stderr)
+        return 2
+    for line in plan.lines():
+        print(line)
+    return 0 if plan.allowed else 1
+
+
 def run_typescript(args: argparse.Namespace) -> int:
-    text = typescript_declarations(version=__version__)
+    output: Path | None = args.output
+    as_module = args.module or (
+        output is not None and output.suffix == ".ts" and not output.name.endswith(".d.ts")
+    )
+    write = typescript_module if as_module else typescript_declarations
+    text = write(version=__version__)
     if args.output is None:
         sys.stdout.write(text)
     else:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")
         print(args.output)
+    return 0
+
+
+def run_npm(args: argparse.Namespace) -> int:
+    try:
+        package = npm_package(args.name, python_version=__version__, registry=args.registry)
+        write_npm_package(args.directory, package)
+    except NpmPackageError as error:
+        print(f"common-events schema npm: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {package.name} {package.version} to {args.directory}")
     return 0
 
 

@@ -1,19 +1,23 @@
-"""TypeScript declarations (``.d.ts``) of the events, for the Node services.
+"""TypeScript of the events, for the Node services: declarations (``.d.ts``) or a module.
 
 The Node services of the reference system declare the same events by hand, as
 ``interface TicketCreatedEvent { subject: Subjects.TicketCreated; data: {...} }``. This
 writes those declarations from the exported JSON Schemas, so both languages have one
 source of truth.
 
-The enums are ``const enum``: a declaration file carries no JavaScript, and ``tsc``
-inlines a const enum's values (``Subjects.TicketCreated`` becomes ``"ticket:created"``)
-so nothing has to exist at run time. (Projects compiled with ``isolatedModules`` cannot
-inline ambient const enums; they compare with the string values instead.)
+The enums are regular enums, never ``const enum``: a project compiled with
+``isolatedModules`` or ``verbatimModuleSyntax`` (Vite, esbuild, swc, Next.js) cannot
+read an ambient const enum (TS2748), and a value such as ``Subjects.TicketCreated`` has
+to exist at run time in a plain Node service anyway. In a declaration file the enums are
+``declare``d: their JavaScript comes from the npm package (``common-events schema
+npm``). A module (``.ts``) carries the enums itself, for a project that keeps the
+contracts in its own source tree.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from enum import Enum
@@ -21,6 +25,8 @@ from typing import Any
 
 from common_events.contracts.schema import Schema, export_schemas, member_name
 from common_events.events.subjects import OrderStatus, Subjects
+
+logger = logging.getLogger(__name__)
 
 INDENT = "  "
 _DATE_TIME_DOC = (
@@ -33,27 +39,63 @@ def typescript_declarations(
     *,
     version: str | None = None,
     enums: tuple[type[Enum], ...] = (OrderStatus,),
+    written_by: str = "common-events schema typescript",
 ) -> str:
-    """The ``.d.ts`` text: ``Subjects``, the enums, one interface per event, and the
-    ``AnyEvent`` union."""
+    """The ``.d.ts`` text: ``Subjects``, the enums, one interface per event, ``AnyEvent``
+    and ``EventOf``. The enums are declared; their values exist where the npm package
+    (or a module written by :func:`typescript_module`) is loaded."""
+    return _typescript(schemas, version, enums, written_by, declare=True)
+
+
+def typescript_module(
+    schemas: Mapping[str, Schema] | None = None,
+    *,
+    version: str | None = None,
+    enums: tuple[type[Enum], ...] = (OrderStatus,),
+    written_by: str = "common-events schema typescript",
+) -> str:
+    """The same as :func:`typescript_declarations`, as a ``.ts`` module whose enums
+    compile to JavaScript in the project that includes it."""
+    return _typescript(schemas, version, enums, written_by, declare=False)
+
+
+def event_subjects(schemas: Mapping[str, Schema]) -> list[str]:
+    """The subjects of ``schemas`` in ``Subjects`` order, unknown ones after, sorted."""
+    subjects = [subject for subject in (s.value for s in Subjects) if subject in schemas]
+    return subjects + sorted(subject for subject in schemas if subject not in subjects)
+
+
+def interface_name(subject: str, schema: Schema) -> str:
+    """``TicketCreatedEvent``: the event's title, or one made from its subject."""
+    return str(schema.get("title") or f"{member_name(subject)}Event")
+
+
+def _typescript(
+    schemas: Mapping[str, Schema] | None,
+    version: str | None,
+    enums: tuple[type[Enum], ...],
+    written_by: str,
+    *,
+    declare: bool,
+) -> str:
     schemas = export_schemas() if schemas is None else schemas
     enum_names = {enum.__name__ for enum in enums}
     lines = [
         "// The events of common-events"
         + (f" {version}" if version else "")
-        + ", written from its event models by `common-events schema typescript`.",
+        + f", written from its event models by `{written_by}`.",
         "// Do not edit: change the models and write this file again.",
         "",
     ]
-    subjects = [subject for subject in (s.value for s in Subjects) if subject in schemas]
-    subjects += sorted(subject for subject in schemas if subject not in subjects)
-    lines += _enum("Subjects", "Every subject an event travels on.", subjects)
+    subjects = event_subjects(schemas)
+    lines += _enum("Subjects", "Every subject an event travels on.", subjects, declare)
     for enum in enums:
-        lines += _enum(enum.__name__, _first_line(enum.__doc__), [str(m.value) for m in enum])
+        values = [str(m.value) for m in enum]
+        lines += _enum(enum.__name__, _first_line(enum.__doc__), values, declare)
     interface_names = []
     for subject in subjects:
         schema = schemas[subject]
-        name = str(schema.get("title") or f"{member_name(subject)}Event")
+        name = interface_name(subject, schema)
         interface_names.append(name)
         lines += _doc(schema.get("description"), "")
         lines.append(f"export interface {name} {{")
@@ -65,12 +107,16 @@ def typescript_declarations(
     lines.append("export type AnyEvent =")
     lines += [f"{INDENT}| {name}" for name in interface_names[:-1]]
     lines.append(f"{INDENT}| {interface_names[-1]};" if interface_names else f"{INDENT}never;")
+    lines.append("")
+    lines.append("/** The event of a subject: `EventOf<Subjects.TicketCreated>` is")
+    lines.append(" * `TicketCreatedEvent`. */")
+    lines.append("export type EventOf<S extends Subjects> = Extract<AnyEvent, { subject: S }>;")
     return "\n".join(lines) + "\n"
 
 
-def _enum(name: str, doc: str | None, values: list[str]) -> list[str]:
+def _enum(name: str, doc: str | None, values: list[str], declare: bool) -> list[str]:
     lines = _doc(doc, "")
-    lines.append(f"export const enum {name} {{")
+    lines.append(f"export {'declare ' if declare else ''}enum {name} {{")
     lines += [f"{INDENT}{member_name(value)} = {json.dumps(value)}," for value in values]
     lines.append("}")
     lines.append("")

@@ -1,21 +1,29 @@
+"""The TypeScript of the events (``schema typescript``) against a real, pinned ``tsc``."""
+
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from common_events import OrderStatus, Subjects, __version__
 from common_events.cli.main import main
-from common_events.contracts.typescript import typescript_declarations
+from common_events.contracts.typescript import typescript_declarations, typescript_module
 
+# `import type` where a name is only a type: verbatimModuleSyntax requires it, and the
+# ".js" specifier is what an ES module under module nodenext must write.
 VALID_SAMPLES = """
 import {
-  AnyEvent, ExpirationCompleteEvent, OrderCancelledEvent, OrderCreatedEvent, OrderStatus,
-  PaymentCreatedEvent, Subjects, TicketCreatedEvent, TicketUpdatedEvent,
-} from "./events";
+  OrderStatus, Subjects,
+  type AnyEvent, type EventOf, type ExpirationCompleteEvent, type OrderCancelledEvent,
+  type OrderCreatedEvent, type PaymentCreatedEvent, type TicketCreatedEvent,
+  type TicketUpdatedEvent,
+} from "./events.js";
 
 const ticketCreated: TicketCreatedEvent = {
   subject: Subjects.TicketCreated,
@@ -56,7 +64,8 @@ function priceOf(event: AnyEvent): number | undefined {
 export const all: AnyEvent[] = [
   ticketCreated, ticketUpdated, reserved, orderCreated, orderCancelled, expired, paid,
 ];
-export { subject, status, priceOf };
+const created: EventOf<Subjects.TicketCreated> = ticketCreated;
+export { subject, status, priceOf, created };
 """
 
 # Each sample is one line that must fail with its error code: TS2741 (a required
@@ -97,7 +106,7 @@ INVALID_HEADER = (
 
 
 # Only the two files: no @types packages, no type-checking of the standard library.
-TSCONFIG = {
+TSCONFIG: dict[str, Any] = {
     "compilerOptions": {
         "noEmit": True,
         "strict": True,
@@ -111,19 +120,91 @@ TSCONFIG = {
     "files": ["sample.ts"],
 }
 
+# The settings of the build tools that compile one file at a time (Vite, esbuild, swc,
+# Next.js), and of a Node ES module project.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "strict": {},
+    "isolatedModules": {"isolatedModules": True},
+    "verbatimModuleSyntax": {"verbatimModuleSyntax": True, "module": "nodenext"},
+}
 
-def tsc(node_modules: Path, directory: Path, source: str) -> subprocess.CompletedProcess[str]:
-    (directory / "events.d.ts").write_text(typescript_declarations(), encoding="utf-8")
+
+def tsc(
+    node_modules: Path,
+    directory: Path,
+    source: str,
+    *,
+    options: dict[str, Any] | None = None,
+    events: str | None = None,
+    events_file: str = "events.d.ts",
+) -> subprocess.CompletedProcess[str]:
+    """Compile ``source`` (sample.ts) next to the events' TypeScript with ``options``."""
+    config = json.loads(json.dumps(TSCONFIG))
+    config["compilerOptions"].update(options or {})
+    if config["compilerOptions"]["module"] == "nodenext":
+        # Under nodenext a .ts file is an ES module where package.json says so.
+        (directory / "package.json").write_text('{"type": "module"}\n', encoding="utf-8")
+    (directory / events_file).write_text(events or typescript_declarations(), encoding="utf-8")
     (directory / "sample.ts").write_text(source, encoding="utf-8")
-    (directory / "tsconfig.json").write_text(json.dumps(TSCONFIG), encoding="utf-8")
+    (directory / "tsconfig.json").write_text(json.dumps(config), encoding="utf-8")
     command = ["node", str(node_modules / "typescript" / "bin" / "tsc"), "-p", str(directory)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_valid_samples_compile(node_modules: Path, tmp_path: Path) -> None:
-    result = tsc(node_modules, tmp_path, VALID_SAMPLES)
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_valid_samples_compile(node_modules: Path, tmp_path: Path, setting: str) -> None:
+    result = tsc(node_modules, tmp_path, VALID_SAMPLES, options=SETTINGS[setting])
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_const_enums_would_not_compile_under_isolated_modules(
+    node_modules: Path, tmp_path: Path
+) -> None:
+    # What the declarations used to be, and why they are not any more.
+    const_enums = typescript_declarations().replace("export declare enum", "export const enum")
+
+    result = tsc(
+        node_modules,
+        tmp_path,
+        VALID_SAMPLES,
+        options=SETTINGS["isolatedModules"],
+        events=const_enums,
+    )
+
+    assert "TS2748" in result.stdout
+
+
+def test_the_module_defines_the_enums_at_run_time(node_modules: Path, tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is needed to run the compiled module")
+    run = (
+        VALID_SAMPLES
+        + "declare const console: { log(text: string): void };\n"
+        + "console.log(JSON.stringify([Subjects.TicketCreated, OrderStatus.AwaitingPayment,"
+        + " all.length, priceOf(reserved)]));\n"
+    )
+    options = {**SETTINGS["verbatimModuleSyntax"], "noEmit": False, "outDir": "out"}
+
+    result = tsc(
+        node_modules,
+        tmp_path,
+        run,
+        options=options,
+        events=typescript_module(),
+        events_file="events.ts",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = subprocess.run(
+        ["node", str(tmp_path / "out" / "sample.js")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == ["ticket:created", "awaiting:payment", 7, 25.5]
 
 
 def test_a_missing_required_field_or_a_wrong_type_does_not_compile(
@@ -151,7 +232,8 @@ def test_the_declarations_mirror_the_models() -> None:
         assert f' = "{subject.value}",' in text
     for status in OrderStatus:
         assert f' = "{status.value}",' in text
-    assert "export const enum OrderStatus {\n  Created" in text
+    assert "export declare enum OrderStatus {\n  Created" in text
+    assert "const enum" not in text
     assert '  AwaitingPayment = "awaiting:payment",' in text
     ticket_updated = text.split("export interface TicketUpdatedEvent {", 1)[1].split("\n}\n")[0]
     assert "  subject: Subjects.TicketUpdated;" in ticket_updated
@@ -161,14 +243,33 @@ def test_the_declarations_mirror_the_models() -> None:
     assert "    expiresAt: string;" in text
 
 
-@pytest.mark.parametrize("to_file", [False, True])
+def test_the_module_has_the_same_declarations_with_values() -> None:
+    declarations = typescript_declarations(version=__version__)
+    module = typescript_module(version=__version__)
+
+    assert module == declarations.replace("export declare enum", "export enum")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "file", "module"),
+    [
+        ([], None, False),
+        (["--module"], None, True),
+        (["-o", "{out}/types/events.d.ts"], "types/events.d.ts", False),
+        (["-o", "{out}/src/events.ts"], "src/events.ts", True),
+    ],
+)
 def test_schema_typescript_command(
-    to_file: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    arguments: list[str],
+    file: str | None,
+    module: bool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    output = tmp_path / "types" / "events.d.ts"
-    arguments = ["schema", "typescript", *(["-o", str(output)] if to_file else [])]
+    arguments = [argument.format(out=tmp_path) for argument in arguments]
 
-    assert main(arguments) == 0
+    assert main(["schema", "typescript", *arguments]) == 0
 
-    written = output.read_text() if to_file else capsys.readouterr().out
-    assert written == typescript_declarations(version=__version__)
+    written = (tmp_path / file).read_text() if file else capsys.readouterr().out
+    expected = typescript_module if module else typescript_declarations
+    assert written == expected(version=__version__)
