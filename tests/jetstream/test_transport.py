@@ -19,7 +19,11 @@ from common_events import (
 )
 from common_events.embedded import EmbeddedNatsServer
 from common_events.errors import PublishError, TransportClosed
-from common_events.transports.base import SubscriptionOptions, TransportMessage
+from common_events.transports.base import (
+    SubscriptionOptions,
+    TransportMessage,
+    TransportSubscription,
+)
 from common_events.transports.jetstream import JetStreamTransport, consumer_name
 from tests.support.collect import Collector
 
@@ -231,3 +235,85 @@ async def test_a_message_whose_deliveries_all_time_out_is_dead_lettered_not_drop
     assert attempts == [1, 2]
     assert record.delivery_count == 3
     assert record.reason == DeadLetterReason.MAX_DELIVERIES
+
+
+async def test_closing_does_not_wait_for_a_running_handler_whose_message_comes_back(
+    nats_server: EmbeddedNatsServer, jetstream_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The core's Listener drains before it closes; a handler still running after that
+    # is abandoned by the transport, and its unacknowledged message is redelivered.
+    transport = await jetstream_connect(nats_server.url)
+    options = SubscriptionOptions(durable_name="d", ack_wait=0.5)
+    started = asyncio.Event()
+
+    async def stuck(message: TransportMessage) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    subscription = await transport.subscribe(SUBJECT, stuck, options)
+    await transport.publish(SUBJECT, b"{}")
+    await asyncio.wait_for(started.wait(), 10)
+    loop = asyncio.get_running_loop()
+    begun = loop.time()
+    await subscription.close()
+    assert loop.time() - begun < 1.0
+    assert "still running when its subscription closed; abandoned" in caplog.text
+
+    again = Collector()
+    await transport.subscribe(SUBJECT, again, options)
+    [message] = await again.wait_for_count(1)
+    assert message.delivery_count == 2
+
+
+async def test_a_raising_handler_is_logged_once_and_the_subscription_lives_on(
+    nats_server: EmbeddedNatsServer, jetstream_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = await jetstream_connect(nats_server.url)
+    handled = Collector()
+
+    async def handler(message: TransportMessage) -> None:
+        if message.data == b'"bad"':
+            raise RuntimeError("boom")
+        await handled(message)
+
+    await transport.subscribe(SUBJECT, handler, SubscriptionOptions(durable_name="d"))
+    await transport.publish(SUBJECT, b'"bad"')
+    await transport.publish(SUBJECT, b'"good"')
+    [message] = await handled.wait_for_count(1)
+    assert message.data == b'"good"'
+    raised = [record for record in caplog.records if record.exc_info]
+    assert len(raised) == 1
+    assert raised[0].getMessage().startswith(f"handler for {SUBJECT} raised;")
+
+
+async def test_a_handler_may_close_its_own_subscription(
+    nats_server: EmbeddedNatsServer, jetstream_connect: Connect
+) -> None:
+    transport = await jetstream_connect(nats_server.url)
+    closed = asyncio.Event()
+    subscriptions: list[TransportSubscription] = []
+
+    async def handler(message: TransportMessage) -> None:
+        await message.ack()
+        await subscriptions[0].close()
+        closed.set()
+
+    subscriptions.append(
+        await transport.subscribe(SUBJECT, handler, SubscriptionOptions(durable_name="d"))
+    )
+    await transport.publish(SUBJECT, b"{}")
+    await asyncio.wait_for(closed.wait(), 10)
+    await transport.publish(SUBJECT, b"{}")
+    # The durable stays, and got the second message to keep for its return.
+    later = Collector()
+    await transport.subscribe(SUBJECT, later, SubscriptionOptions(durable_name="d"))
+    [message] = await later.wait_for_count(1)
+    assert message.sequence == 2
+
+
+async def test_the_deprecated_close_timeout_is_accepted_and_ignored(
+    nats_server: EmbeddedNatsServer, jetstream_connect: Connect
+) -> None:
+    with pytest.warns(DeprecationWarning, match="close_timeout"):
+        transport = await jetstream_connect(nats_server.url, close_timeout=30.0)
+    assert (await transport.publish(SUBJECT, b"{}")).sequence == 1
