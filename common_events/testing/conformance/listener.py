@@ -39,17 +39,26 @@ def ticket(n: int) -> TicketCreatedEvent:
 
 
 class Recorder(Listener[TicketCreatedEvent]):
-    """Records and acks every event; with ``fail``, raises on ``t1`` instead."""
+    """Records and acks every event; with ``fail``, raises on ``t1`` instead; with
+    ``hang``, hangs on ``t1`` until that event is set and then gives up without an ack."""
 
     queue_group = "conformance"
     ack_wait = 1.0
     max_deliveries = 2
     retry_delay = 0.05
 
-    def __init__(self, bus: Bus, *, fail: bool = False, work: float = 0.0) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        fail: bool = False,
+        work: float = 0.0,
+        hang: asyncio.Event | None = None,
+    ) -> None:
         super().__init__(bus)
         self.fail = fail
         self.work = work
+        self.hang = hang
         self.events: list[TicketCreatedEvent] = []
         self.deliveries: list[int] = []
         self.started = asyncio.Event()
@@ -60,6 +69,9 @@ class Recorder(Listener[TicketCreatedEvent]):
         self.deliveries.append(msg.delivery_count)
         if self.fail and event.id == "t1":
             raise RuntimeError("the database is down")
+        if self.hang is not None and event.id == "t1":
+            await self.hang.wait()
+            return
         await asyncio.sleep(self.work)
         await msg.ack()
         self.events.append(event)
@@ -187,3 +199,26 @@ class ListenerConformance(FeatureGate):
         # Past the ack wait, an unacknowledged t1 would have come back by now.
         await asyncio.sleep(Recorder.ack_wait * 2)
         assert successor.events == [ticket(2)], "the ack sent while draining was kept"
+
+    @pytest.mark.asyncio
+    async def test_a_handler_still_running_after_the_drain_is_abandoned_and_comes_back(
+        self, transport_factory: TransportFactory
+    ) -> None:
+        # The drain is the listener's: closing the transport's subscription does not wait
+        # for the handler again, and leaves its message unacknowledged for redelivery.
+        release = asyncio.Event()
+        bus = Bus(await transport_factory())
+        stuck = await Recorder(bus, hang=release).listen()
+        publisher = TicketCreatedPublisher(bus)
+        await publisher.publish(ticket(1))
+        async with asyncio.timeout(15):
+            await stuck.started.wait()
+        try:
+            async with asyncio.timeout(3):
+                await stuck.close(drain_timeout=0.2)
+            successor = await Recorder(bus).listen()
+            await successor.wait_for(1)
+            assert successor.events == [ticket(1)]
+            assert stuck.events == []
+        finally:
+            release.set()
