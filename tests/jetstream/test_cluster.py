@@ -9,7 +9,7 @@ import nats
 import pytest
 
 from common_events import PublishAck, connect
-from tests.fixtures.jetstream import NatsCluster
+from common_events.testing.servers import EmbeddedNatsCluster
 from tests.jetstream.scenario import (
     ProcessedLog,
     RecordingTicketListener,
@@ -41,7 +41,9 @@ async def stream_messages(url: str) -> int:
 
 
 @pytest.mark.slow
-async def test_no_event_is_lost_when_a_node_is_killed_midway(nats_cluster: NatsCluster) -> None:
+async def test_no_event_is_lost_when_a_node_is_killed_midway(
+    nats_cluster: EmbeddedNatsCluster,
+) -> None:
     url = nats_cluster.url
     processed = ProcessedLog()
     options = {"replicas": 3, "publish_timeout": 30.0, "publish_attempt_timeout": 1.0}

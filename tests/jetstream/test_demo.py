@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from common_events.embedded import EmbeddedNatsServer
+from common_events.testing.servers import EmbeddedNatsServer
 from tests.fixtures.jetstream import nats_server_binary
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common_events import connect
-from common_events.embedded import EmbeddedNatsServer
+from common_events.testing.servers import EmbeddedNatsServer
 from tests.fixtures.jetstream import nats_server_binary
 from tests.jetstream.scenario import (
     ProcessedLog,

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 import nats
 import pytest
 
-from common_events.embedded import EmbeddedNatsServer
 from common_events.errors import AuthenticationError, PermissionDenied, SubscribeError
+from common_events.testing.servers import EmbeddedNatsServer
 from common_events.transports.base import SubscriptionOptions
 from common_events.transports.jetstream import JetStreamTransport
 from tests.support.collect import Collector

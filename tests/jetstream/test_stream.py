@@ -10,8 +10,8 @@ import pytest
 from nats.js import api
 
 from common_events.core.codec import stream_subjects
-from common_events.embedded import EmbeddedNatsServer, free_loopback_port
 from common_events.errors import ConfigurationError, ConnectError, PublishError, StreamConflict
+from common_events.testing.servers import EmbeddedNatsServer, free_loopback_port
 from common_events.transports.jetstream import JetStreamTransport
 from tests.fixtures.jetstream import nats_server_binary
 

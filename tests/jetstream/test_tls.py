@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from common_events.embedded import EmbeddedNatsServer
 from common_events.errors import ConnectError
+from common_events.testing.servers import EmbeddedNatsServer
 from common_events.transports.jetstream import JetStreamTransport
 from tests.support.servers import missing
 

@@ -17,8 +17,8 @@ from common_events import (
     TicketCreatedEvent,
     connect,
 )
-from common_events.embedded import EmbeddedNatsServer
 from common_events.errors import PublishError, TransportClosed
+from common_events.testing.servers import EmbeddedNatsServer
 from common_events.transports.base import (
     SubscriptionOptions,
     TransportMessage,
