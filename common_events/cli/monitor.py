@@ -9,8 +9,6 @@ import sys
 import time
 from dataclasses import asdict
 
-from common_events.monitor import MonitorError, read_monitor, render
-
 DEFAULT_URL = "http://127.0.0.1:8222"
 
 
@@ -38,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _show(args: argparse.Namespace) -> int:
+    # Imported here: every command registers at start-up, and this one needs the STAN
+    # transport package (nats-py, protobuf), which the others do not.
+    from common_events.transports.stan.monitor import MonitorError, read_monitor, render
+
     try:
         snapshot = asyncio.run(read_monitor(args.url, http_timeout=args.timeout))
     except MonitorError as exc:

@@ -81,7 +81,7 @@ async def listeners() -> AsyncIterator[list[Listener[Any]]]:
     running: list[Listener[Any]] = []
     yield running
     for listener in running:
-        await listener.close(grace=1)
+        await listener.close(drain_timeout=1)
 
 
 async def start_listener(

@@ -202,3 +202,43 @@ async def test_duplicate_client_id_is_a_stan_error(sc: STAN, stan_server: StanSe
     other = STAN()
     with pytest.raises(StanError, match="already"):
         await other.connect(stan_server.cluster_id, "client-123", servers=stan_server.nats_url)
+
+
+async def test_closing_gives_a_running_callback_handler_grace(
+    stan_server: StanServer, nc: NATS, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No core drains in front of the drop-in, so it waits for a running callback itself.
+    sc = STAN()
+    await sc.connect(stan_server.cluster_id, "client-grace", nats=nc, handler_grace=0.5)
+    started = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def slow(msg: Msg) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        finished.set()
+
+    sub = await sc.subscribe("foo", cb=slow)
+    await sc.publish("foo", b"slow")
+    await asyncio.wait_for(started.wait(), 5)
+    await sub.close()
+    assert finished.is_set()
+
+    started.clear()
+    cancelled = asyncio.Event()
+
+    async def stuck(msg: Msg) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    await sc.subscribe("bar", cb=stuck)
+    await sc.publish("bar", b"stuck")
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(sc.close(), 5)
+    await asyncio.wait_for(cancelled.wait(), 5)
+    assert "still running after 0.5s" in caplog.text
+    assert "client-grace" not in stan_server.client_ids()

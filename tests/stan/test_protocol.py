@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common_events.errors import ConfigurationError
-from common_events.transports.stan import parse_url, protocol
+from common_events.transports.stan import parse_stan_url, parse_url, protocol
 from common_events.transports.stan import protocol_pb2 as pb
 from common_events.transports.stan.transport import ack_wait_seconds
 
@@ -61,15 +61,17 @@ def test_connect_response_gives_every_subject_the_server_chose() -> None:
     ).SerializeToString()
     response = protocol.decode_connect_response(data)
     assert response == protocol.ConnectResponse(
-        pub_prefix="_STAN.pub.X",
-        sub_requests="_STAN.sub.X",
-        unsub_requests="_STAN.unsub.X",
-        close_requests="_STAN.close.X",
-        sub_close_requests="_STAN.subclose.X",
-        ping_requests="_STAN.ping.X",
+        subjects=protocol.SessionSubjects(
+            pub_prefix="_STAN.pub.X",
+            sub_requests="_STAN.sub.X",
+            unsub_requests="_STAN.unsub.X",
+            close_requests="_STAN.close.X",
+            sub_close_requests="_STAN.subclose.X",
+            ping_requests="_STAN.ping.X",
+        ),
         ping_interval=5,
         ping_max_out=3,
-        protocol=1,
+        protocol_version=1,
         error="",
     )
     refused = pb.ConnectResponse(error="stan: clientID already registered").SerializeToString()
@@ -210,24 +212,41 @@ def test_ack_wait_rounds_up_to_whole_seconds(seconds: float, expected: int) -> N
 @pytest.mark.parametrize(
     ("url", "servers", "params"),
     [
-        ("stan://127.0.0.1:4222", ["nats://127.0.0.1:4222"], {}),
-        ("stan://nats-srv", ["nats://nats-srv:4222"], {}),
+        ("stan://127.0.0.1:4222", ("nats://127.0.0.1:4222",), {}),
+        ("stan://nats-srv", ("nats://nats-srv:4222",), {}),
+        ("nats-streaming://nats-srv", ("nats://nats-srv:4222",), {}),
         (
             "stan://a:4222,b:4223?cluster_id=ticketing",
-            ["nats://a:4222", "nats://b:4223"],
+            ("nats://a:4222", "nats://b:4223"),
             {"cluster_id": "ticketing"},
         ),
-        ("stan://user:pw@host:1", ["nats://user:pw@host:1"], {}),
+        ("stan://user:pw@host:1", ("nats://host:1",), {}),
     ],
 )
-def test_parse_url(url: str, servers: list[str], params: dict[str, str]) -> None:
-    assert parse_url(url) == (servers, params)
+def test_parse_stan_url(url: str, servers: tuple[str, ...], params: dict[str, str]) -> None:
+    parsed = parse_stan_url(url)
+    assert (parsed.servers, dict(parsed.query)) == (servers, params)
+
+
+def test_parse_stan_url_takes_the_credentials_out_of_the_servers() -> None:
+    parsed = parse_stan_url("stan://tickets:pw@a:1,b:2")
+    assert (parsed.user, parsed.password, parsed.token) == ("tickets", "pw", None)
+    assert parse_stan_url("stan://t0ken@a:1").token == "t0ken"
+    assert "pw" not in repr(parsed)
 
 
 @pytest.mark.parametrize("url", ["nats://x:4222", "stan://", "stan://h?colour=red"])
-def test_parse_url_refuses(url: str) -> None:
+def test_parse_stan_url_refuses(url: str) -> None:
     with pytest.raises(ConfigurationError):
-        parse_url(url)
+        parse_stan_url(url)
+
+
+def test_parse_url_is_deprecated_and_keeps_no_credentials() -> None:
+    with pytest.warns(DeprecationWarning, match="parse_stan_url"):
+        assert parse_url("stan://user:pw@host:1?cluster_id=c") == (
+            ["nats://host:1"],
+            {"cluster_id": "c"},
+        )
 
 
 def _normalise(text: str) -> str:

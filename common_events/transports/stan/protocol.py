@@ -1,7 +1,7 @@
 """The NATS Streaming protocol as data: encoders and decoders, no I/O.
 
 Every function here turns Python values into the bytes of one protocol message or back.
-The client (``client.py``) decides when to send what; this module only knows the shape
+The session (``session.py``) decides when to send what; this module only knows the shape
 of the messages. The field names follow ``protocol.proto`` (the Go client's
 ``pb/protocol.proto``), the Python names follow PEP 8.
 """
@@ -45,8 +45,8 @@ class StartPosition(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectResponse:
-    """The subjects and ping settings the server gave this client, or its refusal."""
+class SessionSubjects:
+    """The subjects the server chose for one client's requests (from its ConnectResponse)."""
 
     pub_prefix: str
     sub_requests: str
@@ -54,9 +54,16 @@ class ConnectResponse:
     close_requests: str
     sub_close_requests: str
     ping_requests: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResponse:
+    """The subjects and ping settings the server gave this client, or its refusal."""
+
+    subjects: SessionSubjects
     ping_interval: int
     ping_max_out: int
-    protocol: int
+    protocol_version: int
     error: str
 
 
@@ -112,15 +119,17 @@ def decode_connect_request(data: bytes) -> pb.ConnectRequest:
 def decode_connect_response(data: bytes) -> ConnectResponse:
     msg = _parse(pb.ConnectResponse(), data)
     return ConnectResponse(
-        pub_prefix=msg.pubPrefix,
-        sub_requests=msg.subRequests,
-        unsub_requests=msg.unsubRequests,
-        close_requests=msg.closeRequests,
-        sub_close_requests=msg.subCloseRequests,
-        ping_requests=msg.pingRequests,
+        subjects=SessionSubjects(
+            pub_prefix=msg.pubPrefix,
+            sub_requests=msg.subRequests,
+            unsub_requests=msg.unsubRequests,
+            close_requests=msg.closeRequests,
+            sub_close_requests=msg.subCloseRequests,
+            ping_requests=msg.pingRequests,
+        ),
         ping_interval=msg.pingInterval,
         ping_max_out=msg.pingMaxOut,
-        protocol=msg.protocol,
+        protocol_version=msg.protocol,
         error=msg.error,
     )
 

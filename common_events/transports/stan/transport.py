@@ -1,12 +1,19 @@
-"""``StanTransport``: the ``Transport`` interface over one NATS Streaming session."""
+"""``StanTransport``, the ``Transport`` interface over one NATS Streaming session, and
+``connect()``, which opens one from a ``stan://`` URL."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import ssl
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
+from nats.aio.client import Client
+
+from common_events.errors import ConfigurationError
 from common_events.transports.base import (
     ConnectionLostCallback,
     MessageHandler,
@@ -14,10 +21,23 @@ from common_events.transports.base import (
     SubscriptionOptions,
     TransportSubscription,
 )
-from common_events.transports.stan.client import StanClient, StanSubscription
+from common_events.transports.nats_connection import (
+    NatsConnection,
+    NatsOptions,
+    ServerList,
+    open_nats,
+    parse_servers,
+    redact_url,
+)
 from common_events.transports.stan.protocol import StartPosition
+from common_events.transports.stan.session import ClientOptions, StanClient, new_client_id
+from common_events.transports.stan.subscription import StanSubscription
 
-logger = logging.getLogger("common_events.transports.stan")
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLUSTER_ID = "test-cluster"
+SCHEMES: Mapping[str, str] = {"stan": "nats", "nats-streaming": "nats"}
+QUERY_OPTIONS = frozenset({"cluster_id", "client_id"})
 
 
 def ack_wait_seconds(ack_wait: float) -> int:
@@ -31,12 +51,13 @@ class StanTransport:
 
     def __init__(self, client: StanClient, url: str) -> None:
         self._client = client
-        self._url = url
+        self._url = redact_url(url)
         self._subscriptions: list[StanSubscription] = []
         self._headers_warned = False
 
     @property
     def url(self) -> str:
+        """The broker URL, with any password or token replaced by ``***``."""
         return self._url
 
     @property
@@ -119,3 +140,169 @@ class StanTransport:
 
     def __repr__(self) -> str:
         return f"<StanTransport {self._url} client_id={self.client_id!r}>"
+
+
+def parse_stan_url(url: str) -> ServerList:
+    """``stan://[user:pass@]host[:port][,host2[:port]][?cluster_id=..&client_id=..]`` as
+    servers for nats-py (no credentials), the credentials, and the query options."""
+    servers = parse_servers(url, schemes=SCHEMES)
+    unknown = set(servers.query) - QUERY_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"unknown query option(s) in {redact_url(url)!r}: {sorted(unknown)}"
+        )
+    return servers
+
+
+async def connect(
+    url: str,
+    *,
+    subjects: Sequence[str] = (),
+    cluster_id: str | None = None,
+    client_id: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+    creds_file: str | Path | None = None,
+    tls: ssl.SSLContext | None = None,
+    tls_hostname: str | None = None,
+    nats_connection: Client | None = None,
+    connect_timeout: float = 2.0,
+    publish_timeout: float = 30.0,
+    max_pub_acks_inflight: int = 16384,
+    ping_interval: float = 5.0,
+    ping_max_out: int = 3,
+    handler_grace: float | None = None,
+    reconnect_time_wait: float = 2.0,
+    max_reconnect_attempts: int = -1,
+    on_connection_lost: ConnectionLostCallback | None = None,
+) -> StanTransport:
+    """Open a NATS Streaming session and return it as a ``Transport``.
+
+    ``url`` is ``stan://[user:pass@]host:port[,host2:port]``; ``cluster_id`` (default
+    ``test-cluster``) and ``client_id`` (default: a fresh random one) may also come from
+    its query string. ``user``/``password``/``token``/``creds_file``/``tls`` go to nats-py
+    (given here, they win over credentials in the URL). Pass ``nats_connection`` to run
+    on a NATS connection you own (it is not closed). ``subjects`` (the core passes the
+    stream's subjects) is not needed: a channel exists once something is published on it.
+
+    Like the Go and Node streaming clients, a dropped NATS connection is retried forever
+    by default: while the streaming server still knows the client, a reconnect resumes
+    everything, and PINGs tell when it does not. ``on_connection_lost`` is called (it may
+    be a coroutine function) with a ``ConnectionLost`` when the server forgets this
+    client or stops answering PINGs; subscriptions stop and publishes fail from then on.
+
+    ``handler_grace`` is deprecated and ignored: closing no longer waits for running
+    handlers, the core's ``Listener`` drains them first (``drain_timeout``).
+    """
+    del subjects
+    if handler_grace is not None:
+        warnings.warn(
+            "connect(handler_grace=) is deprecated and ignored: closing a subscription "
+            "no longer waits for its running handler; the Listener drains first "
+            "(drain_timeout)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    servers = parse_stan_url(url)
+    cluster = cluster_id or servers.query.get("cluster_id") or DEFAULT_CLUSTER_ID
+    client = client_id or servers.query.get("client_id") or new_client_id()
+    if max_pub_acks_inflight < 1:
+        raise ConfigurationError("max_pub_acks_inflight must be at least 1")
+    if ping_interval <= 0 or ping_max_out < 1:
+        raise ConfigurationError("ping_interval must be > 0 and ping_max_out >= 1")
+    options = ClientOptions(
+        connect_timeout=connect_timeout,
+        publish_timeout=publish_timeout,
+        max_pub_acks_inflight=max_pub_acks_inflight,
+        ping_interval=ping_interval,
+        ping_max_out=ping_max_out,
+    )
+    if nats_connection is not None:
+        connection = NatsConnection.adopt(nats_connection, name=client)
+    else:
+        connection = await open_nats(
+            servers,
+            NatsOptions(
+                name=client,
+                user=user,
+                password=password,
+                token=token,
+                creds_file=creds_file,
+                tls=tls,
+                tls_hostname=tls_hostname,
+                connect_timeout=connect_timeout,
+                reconnect_time_wait=reconnect_time_wait,
+                max_reconnect_attempts=max_reconnect_attempts,
+                # The session checks the subjects it is given itself, once per subject;
+                # every other subject it publishes to comes from the server.
+                skip_subject_validation=True,
+            ),
+        )
+    stan = await StanClient.connect(
+        connection,
+        cluster_id=cluster,
+        client_id=client,
+        options=options,
+        on_connection_lost=on_connection_lost,
+    )
+    return StanTransport(stan, url)
+
+
+# -- deprecated ----------------------------------------------------------------------------
+
+
+def parse_url(url: str) -> tuple[list[str], dict[str, str]]:
+    """Deprecated: use ``parse_stan_url``. (server URLs for nats-py, query options); the
+    server URLs no longer carry the credentials."""
+    warnings.warn(
+        "parse_url() is deprecated; use parse_stan_url(), which also gives the credentials",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    servers = parse_stan_url(url)
+    return list(servers.servers), dict(servers.query)
+
+
+async def connect_nats(
+    servers: list[str],
+    *,
+    name: str,
+    user: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+    creds_file: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    tls_hostname: str | None = None,
+    connect_timeout: float = 2.0,
+    reconnect_time_wait: float = 2.0,
+    max_reconnect_attempts: int = -1,
+    closed_cb: Callable[[], object] | None = None,
+) -> Client:
+    """Deprecated: use ``common_events.transports.nats_connection.open_nats``."""
+    warnings.warn(
+        "connect_nats() is deprecated; use "
+        "common_events.transports.nats_connection.open_nats()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    connection = await open_nats(
+        parse_servers(",".join(servers), schemes={"nats": "nats", "tls": "tls"}),
+        NatsOptions(
+            name=name,
+            user=user,
+            password=password,
+            token=token,
+            creds_file=creds_file,
+            tls=tls,
+            tls_hostname=tls_hostname,
+            connect_timeout=connect_timeout,
+            reconnect_time_wait=reconnect_time_wait,
+            max_reconnect_attempts=max_reconnect_attempts,
+            skip_subject_validation=True,
+        ),
+    )
+    if closed_cb is not None:
+        callback = closed_cb
+        connection.add_connection_lost_callback(lambda _error: callback())
+    return connection.client

@@ -1,0 +1,400 @@
+"""Subscriptions of a streaming session and the messages they hand to the handler.
+
+A subscription listens on an inbox of its own, asks the server for the channel, and
+hands each delivery to its handler, one at a time. Closing stops the deliveries and does
+not wait for a running handler: the core's ``Listener`` drained before it closed, and a
+handler still running is abandoned (its message is not acknowledged and comes back after
+ack wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Protocol
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from common_events.errors import SubscribeError, TransportError
+from common_events.transports.nats_connection import (
+    Operation,
+    classify_nats_error,
+    map_nats_errors,
+)
+from common_events.transports.stan import protocol
+from common_events.transports.stan import protocol_pb2 as pb
+from common_events.transports.stan.protocol import StartPosition
+
+logger = logging.getLogger(__name__)
+
+_EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+DeliveryHandler = Callable[["StanMessage"], Awaitable[None]]
+
+
+class SubscriptionOwner(Protocol):
+    """What a subscription needs from its session."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def subjects(self) -> protocol.SessionSubjects: ...
+
+    @property
+    def nats(self) -> Client: ...
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds to wait for the server's answer to a request."""
+        ...
+
+    def forget(self, subscription: StanSubscription) -> None:
+        """The subscription has ended; the session no longer closes it."""
+        ...
+
+    def spawn(self, awaitable: Awaitable[object]) -> None:
+        """Run ``awaitable`` in the background; a failure is logged."""
+        ...
+
+
+class StanMessage:
+    """One delivery on a subscription; satisfies ``TransportMessage``."""
+
+    __slots__ = ("_acked", "_proto", "_subscription")
+
+    def __init__(self, proto: pb.MsgProto, subscription: StanSubscription) -> None:
+        self._proto = proto
+        self._subscription = subscription
+        self._acked = False
+
+    @property
+    def proto(self) -> pb.MsgProto:
+        """The ``MsgProto`` as the server sent it."""
+        return self._proto
+
+    @property
+    def subject(self) -> str:
+        return self._proto.subject
+
+    @property
+    def data(self) -> bytes:
+        return self._proto.data
+
+    @property
+    def sequence(self) -> int:
+        return self._proto.sequence
+
+    @property
+    def redelivered(self) -> bool:
+        return self._proto.redelivered
+
+    @property
+    def redelivery_count(self) -> int:
+        """Redeliveries so far as the server counts them (0 on the first delivery).
+
+        The server keeps this count in memory only: after a restart it starts again."""
+        count = self._proto.redeliveryCount
+        if self._proto.redelivered and count == 0:
+            # Servers older than 0.16 flag redeliveries without counting them.
+            return 1
+        return count
+
+    @property
+    def delivery_count(self) -> int:
+        return self.redelivery_count + 1
+
+    @property
+    def timestamp(self) -> datetime:
+        return datetime.fromtimestamp(self._proto.timestamp / 1_000_000_000, tz=UTC)
+
+    @property
+    def timestamp_ns(self) -> int:
+        return self._proto.timestamp
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return _EMPTY_HEADERS
+
+    @property
+    def subscription(self) -> StanSubscription:
+        return self._subscription
+
+    async def ack(self) -> None:
+        if self._acked:
+            return
+        self._acked = True
+        await self._subscription.acknowledge(self._proto.sequence)
+
+    async def nak(self, delay: float | None = None) -> None:
+        """NATS Streaming has no negative ack: the message comes back after ack wait."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<StanMessage subject={self.subject!r} sequence={self.sequence} "
+            f"delivery_count={self.delivery_count}>"
+        )
+
+
+class StanSubscription:
+    """A subscription of one ``StanClient``; satisfies ``TransportSubscription``."""
+
+    def __init__(
+        self,
+        owner: SubscriptionOwner,
+        *,
+        subject: str,
+        handler: DeliveryHandler,
+        queue_group: str | None,
+        durable_name: str | None,
+        manual_acks: bool,
+    ) -> None:
+        self._owner = owner
+        self._nc = owner.nats
+        self.subject = subject
+        self.inbox = self._nc.new_inbox()
+        self.queue_group = queue_group
+        self.durable_name = durable_name
+        self.manual_acks = manual_acks
+        self.ack_inbox = ""
+        self._ack_encoder = protocol.AckEncoder(subject)
+        self._handler = handler
+        self._nats_sub: Subscription | None = None
+        self._stopped = False
+        self._finished = False
+        # Deliveries may arrive before the answer that carries the ack inbox.
+        self._ready = asyncio.Event()
+        self._is_ready = False
+        # nats-py runs every delivery of a subscription in one task of its own.
+        self._delivery_task: asyncio.Task[object] | None = None
+        self._in_handler = False
+        # Stop listening once the running handler returns (set when stopping from inside
+        # it, or when the session is lost and the core may still be draining).
+        self._unlisten_when_idle = False
+        # Set by whoever waits for the running handler to finish; the delivery path then
+        # only checks an attribute.
+        self._idle_waiter: asyncio.Future[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return not self._stopped
+
+    # -- starting ------------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        start_position: StartPosition,
+        start_sequence: int,
+        start_time_delta_ns: int,
+        max_in_flight: int,
+        ack_wait_seconds: int,
+    ) -> None:
+        """Listen on the inbox, then ask the server for the subscription."""
+        owner = self._owner
+        what = f"subscription to {self.subject!r}"
+        # Listen before asking: the server starts delivering as soon as it answers.
+        # The server bounds deliveries by max in flight; never drop one client-side.
+        with map_nats_errors(Operation.SUBSCRIBE, what):
+            self._nats_sub = await self._nc.subscribe(
+                self.inbox, cb=self._on_delivery, pending_msgs_limit=0, pending_bytes_limit=0
+            )
+        request = protocol.encode_subscription_request(
+            client_id=owner.client_id,
+            subject=self.subject,
+            inbox=self.inbox,
+            queue_group=self.queue_group,
+            durable_name=self.durable_name,
+            max_in_flight=max_in_flight,
+            ack_wait_seconds=ack_wait_seconds,
+            start_position=start_position,
+            start_sequence=start_sequence,
+            start_time_delta_ns=start_time_delta_ns,
+        )
+        try:
+            reply = await self._nc.request(
+                owner.subjects.sub_requests, request, timeout=owner.request_timeout
+            )
+            response = protocol.decode_subscription_response(reply.data)
+        except Exception as error:
+            failure = classify_nats_error(error, Operation.SUBSCRIBE, what)
+            if failure is None and not isinstance(error, protocol.ProtocolError):
+                raise
+            await self.drop()
+            if isinstance(error, TimeoutError):
+                # The server may have made the subscription after all; close it (best
+                # effort) so it does not linger. The server finds it by inbox.
+                await self._request_end(remove=False, ack_inbox=self.inbox, quiet=True)
+            text = str(failure.error) if failure is not None else f"{what}: {error}"
+            raise SubscribeError(text) from error
+        if response.error:
+            await self.drop()
+            raise SubscribeError(
+                f"the server refused the subscription to {self.subject!r}: {response.error}"
+            )
+        self.ack_inbox = response.ack_inbox
+        self._is_ready = True
+        self._ready.set()
+
+    # -- delivering ----------------------------------------------------------------------
+
+    async def _on_delivery(self, raw: Msg) -> None:
+        # nats-py awaits this before handing over the subscription's next message, so
+        # one subscription's handler never runs twice at once.
+        if not self._is_ready:
+            await self._ready.wait()
+        if self._stopped:
+            return
+        try:
+            proto = protocol.decode_msg(raw.data)
+        except protocol.ProtocolError:
+            logger.warning("dropping a delivery on %s that is not a MsgProto", self.subject)
+            return
+        message = StanMessage(proto, self)
+        if self._delivery_task is None:
+            self._delivery_task = asyncio.current_task()
+        self._in_handler = True
+        try:
+            await self._handler(message)
+        except Exception:
+            # The one guard: the subscription survives a buggy handler. Acking or
+            # retrying is the core's business, not this transport's.
+            logger.exception(
+                "handler for %s raised on sequence %d; the message is not acknowledged "
+                "and comes back after ack wait",
+                self.subject,
+                message.sequence,
+            )
+        else:
+            if not self.manual_acks:
+                await message.ack()
+        finally:
+            self._in_handler = False
+            if self._unlisten_when_idle:
+                self._unlisten_when_idle = False
+                # Unsubscribing cancels nats-py's delivery task, which runs this code.
+                self._owner.spawn(self._unlisten())
+            waiter = self._idle_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def acknowledge(self, sequence: int) -> None:
+        """Send the ack of the delivery ``sequence`` (``StanMessage.ack`` calls this)."""
+        if self._finished:
+            # The server no longer matches acks to this subscription; the message comes
+            # back to whoever holds the (durable) subscription next.
+            return
+        try:
+            await self._nc.publish(self.ack_inbox, self._ack_encoder.encode(sequence))
+        except Exception as error:
+            failure = classify_nats_error(error, Operation.ACK, f"ack on {self.subject!r}")
+            if failure is None or failure.error is error:
+                raise
+            raise failure.error from error
+
+    async def wait_idle(self) -> None:
+        """Wait until no handler of this subscription runs."""
+        if not self._in_handler:
+            return
+        if self._idle_waiter is None or self._idle_waiter.done():
+            self._idle_waiter = asyncio.get_running_loop().create_future()
+        await self._idle_waiter
+
+    # -- ending --------------------------------------------------------------------------
+
+    async def _stop(self, *, abandon_running: bool) -> None:
+        """Stop handing over deliveries.
+
+        ``abandon_running``: stop listening now, which cancels a running handler (its
+        message comes back after ack wait). Otherwise, and always when called from the
+        handler itself, stop listening once it returns.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        # Wake deliveries still waiting for the ack inbox: they see the stop and go.
+        self._ready.set()
+        if self._in_handler:
+            if not abandon_running or self._delivery_task is asyncio.current_task():
+                self._unlisten_when_idle = True
+                return
+            logger.info(
+                "handler for %s still running; abandoned, its message comes back after "
+                "ack wait",
+                self.subject,
+            )
+        await self._unlisten()
+
+    async def _unlisten(self) -> None:
+        nats_sub, self._nats_sub = self._nats_sub, None
+        if nats_sub is not None:
+            # Fails harmlessly when the NATS connection is closed already.
+            with contextlib.suppress(TransportError), map_nats_errors(
+                Operation.CLOSE, f"unsubscribe from {self.inbox}"
+            ):
+                await nats_sub.unsubscribe()
+
+    async def drop(self) -> None:
+        """Forget the subscription without asking the streaming server (the session is
+        lost, or the server refused it). A running handler may finish; its ack is not
+        sent."""
+        self._finished = True
+        await self._stop(abandon_running=False)
+
+    async def close(self) -> None:
+        """Stop receiving; a durable subscription survives and resumes later."""
+        await self._finish(remove=False)
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving and remove the subscription (and its durable state)."""
+        await self._finish(remove=True)
+
+    async def _finish(self, *, remove: bool) -> None:
+        if self._finished:
+            return
+        await self._stop(abandon_running=True)
+        self._finished = True
+        self._owner.forget(self)
+        if self._owner.is_connected:
+            # Closing the session closes the subscription on the server as well.
+            await self._request_end(remove=remove, ack_inbox=self.ack_inbox, quiet=False)
+
+    async def _request_end(self, *, remove: bool, ack_inbox: str, quiet: bool) -> None:
+        owner = self._owner
+        subjects = owner.subjects
+        target = subjects.unsub_requests if remove else subjects.sub_close_requests
+        request = protocol.encode_unsubscribe_request(
+            client_id=owner.client_id,
+            subject=self.subject,
+            ack_inbox=ack_inbox,
+            durable_name=self.durable_name,
+        )
+        what = f"{'unsubscribe' if remove else 'subscription close'} of {self.subject!r}"
+        if quiet:
+            with contextlib.suppress(TransportError), map_nats_errors(Operation.REQUEST, what):
+                await self._nc.publish(target, request)
+            return
+        try:
+            with map_nats_errors(Operation.REQUEST, what):
+                reply = await self._nc.request(target, request, timeout=owner.request_timeout)
+            error = protocol.decode_subscription_response(reply.data).error
+        except protocol.ProtocolError as exc:
+            raise TransportError(f"{what} failed: {exc}") from exc
+        if error:
+            raise TransportError(f"the server refused the {what}: {error}")
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "stopped"
+        return (
+            f"<StanSubscription {self.subject!r} queue_group={self.queue_group!r} "
+            f"durable_name={self.durable_name!r} {state}>"
+        )
