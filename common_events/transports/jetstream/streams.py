@@ -18,6 +18,8 @@ class StreamSpec:
 
     name: str
     subjects: tuple[str, ...]
+    """Every subject the stream must store; empty when none were given, which accepts an
+    existing stream's subjects as they are (and creates no stream)."""
     replicas: int = 1
     duplicate_window: float | None = None
     """Seconds; ``None`` takes the server default (two minutes) and accepts any existing
