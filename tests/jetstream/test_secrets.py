@@ -155,16 +155,16 @@ async def test_wrong_credentials_a_token_and_a_closed_port_never_show(
         error = await expect_failure(jetstream_connect, ConnectError, url, connect_timeout=1.0)
         assert closed in str(error)
     await expect_failure(
-        jetstream_connect, ConnectError, f"nats://{closed}", user=USER, password=SECRET,
+        jetstream_connect,
+        ConnectError,
+        f"nats://{closed}",
+        user=USER,
+        password=SECRET,
         connect_timeout=1.0,
     )
     # A URL that cannot be parsed is quoted without its credentials too.
-    await expect_failure(
-        jetstream_connect, ConfigurationError, f"nats://{USER}:{SECRET}@host:port"
-    )
-    await expect_failure(
-        jetstream_connect, ConfigurationError, f"http://{USER}:{SECRET}@{closed}"
-    )
+    await expect_failure(jetstream_connect, ConfigurationError, f"nats://{USER}:{SECRET}@host:port")
+    await expect_failure(jetstream_connect, ConfigurationError, f"http://{USER}:{SECRET}@{closed}")
     assert_secret_free(*records.texts)
 
 

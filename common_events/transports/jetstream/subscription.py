@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
@@ -101,22 +101,21 @@ class JetStreamMessage:
         if self._settled:
             return
         self._settled = True
-        try:
-            await self._msg.ack()
-        except Exception as error:
-            ours = _ours(error, Operation.ACK, f"acknowledging {self!r}")
-            if ours is error:
-                raise
-            raise ours from error
+        await self._settle(self._msg.ack(), "acknowledging")
 
     async def nak(self, delay: float | None = None) -> None:
         if self._settled:
             return
         self._settled = True
+        await self._settle(
+            self._msg.nak(delay=delay if delay and delay > 0 else None), "handing back"
+        )
+
+    async def _settle(self, call: Awaitable[None], what: str) -> None:
         try:
-            await self._msg.nak(delay=delay if delay and delay > 0 else None)
+            await call
         except Exception as error:
-            ours = _ours(error, Operation.ACK, f"handing back {self!r}")
+            ours = _ours(error, Operation.ACK, f"{what} {self!r}")
             if ours is error:
                 raise
             raise ours from error
@@ -207,8 +206,7 @@ class JetStreamSubscription:
             # The one guard: the core's handler does not raise; a raw handler that does
             # leaves its message unacknowledged, and the subscription lives on.
             logger.exception(
-                "handler for %s raised; %r is left unacknowledged and comes back after "
-                "ack_wait",
+                "handler for %s raised; %r is left unacknowledged and comes back after ack_wait",
                 self._subject,
                 message,
             )
