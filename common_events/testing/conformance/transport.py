@@ -21,6 +21,7 @@ from common_events.transports.base import (
     MessageHandler,
     PublishAck,
     SubscriptionOptions,
+    Transport,
     TransportMessage,
 )
 
@@ -38,6 +39,43 @@ def payload(n: int) -> bytes:
 
 def numbers(collector: Collector) -> list[int]:
     return [json.loads(data)["n"] for data in collector.payloads]
+
+
+async def subscribed(
+    transport_factory: TransportFactory,
+    durable_name: str,
+    *,
+    ack: bool = True,
+    ack_wait: float = 5.0,
+    max_in_flight: int = 16,
+) -> tuple[Transport, Collector]:
+    """A new transport with a collector subscribed to ``SUBJECT`` as ``durable_name``."""
+    transport = await transport_factory()
+    collector = Collector(ack=ack)
+    options = SubscriptionOptions(
+        durable_name=durable_name, ack_wait=ack_wait, max_in_flight=max_in_flight
+    )
+    await transport.subscribe(SUBJECT, collector, options)
+    return transport, collector
+
+
+async def redelivered_after_nak(
+    transport_factory: TransportFactory,
+    *,
+    ack_wait: float,
+    within: float,
+    delay: float | None = None,
+) -> tuple[TransportMessage, TransportMessage]:
+    """The first delivery, refused with ``nak(delay)``, and the next one (acked)."""
+    transport, collector = await subscribed(
+        transport_factory, "refused", ack=False, ack_wait=ack_wait
+    )
+    await transport.publish(SUBJECT, payload(3))
+    (first,) = await collector.wait_for_count(1)
+    await first.nak(delay)
+    second = (await collector.wait_for_count(2, within=within))[1]
+    await second.ack()
+    return first, second
 
 
 class TransportConformance(FeatureGate):
@@ -84,9 +122,7 @@ class TransportConformance(FeatureGate):
     async def test_other_subjects_are_not_delivered(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector()
-        await transport.subscribe(SUBJECT, collector, SubscriptionOptions(durable_name="d"))
+        transport, collector = await subscribed(transport_factory, "d")
         await transport.publish(OTHER_SUBJECT, payload(1))
         await transport.publish(SUBJECT, payload(2))
         await collector.wait_for_count(1)
@@ -175,10 +211,7 @@ class TransportConformance(FeatureGate):
     async def test_unacknowledged_message_is_redelivered_after_ack_wait(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector(ack=False)
-        options = SubscriptionOptions(durable_name="slow", ack_wait=1.0)
-        await transport.subscribe(SUBJECT, collector, options)
+        transport, collector = await subscribed(transport_factory, "slow", ack=False, ack_wait=1)
         await transport.publish(SUBJECT, payload(7))
 
         first, second = (await collector.wait_for_count(2, within=15))[:2]
@@ -192,10 +225,8 @@ class TransportConformance(FeatureGate):
         self, transport_factory: TransportFactory
     ) -> None:
         count = 3
-        transport = await transport_factory()
-        collector = Collector(ack=False)
-        await transport.subscribe(
-            SUBJECT, collector, SubscriptionOptions(durable_name="counting", ack_wait=1.0)
+        transport, collector = await subscribed(
+            transport_factory, "counting", ack=False, ack_wait=1
         )
         await transport.publish(SUBJECT, payload(0))
         messages = await collector.wait_for_count(count, within=20)
@@ -206,10 +237,7 @@ class TransportConformance(FeatureGate):
     async def test_acknowledged_message_is_not_redelivered(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector(ack=True)
-        options = SubscriptionOptions(durable_name="fast", ack_wait=1.0)
-        await transport.subscribe(SUBJECT, collector, options)
+        transport, collector = await subscribed(transport_factory, "fast", ack_wait=1)
         await transport.publish(SUBJECT, payload(1))
         await collector.wait_for_count(1)
 
@@ -226,46 +254,29 @@ class TransportConformance(FeatureGate):
     async def test_nak_is_accepted_and_the_message_comes_back(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector(ack=False)
-        options = SubscriptionOptions(durable_name="refused", ack_wait=1.0)
-        await transport.subscribe(SUBJECT, collector, options)
-        await transport.publish(SUBJECT, payload(3))
-
-        (first,) = await collector.wait_for_count(1)
-        await first.nak()
-        second = (await collector.wait_for_count(2, within=15))[1]
+        first, second = await redelivered_after_nak(transport_factory, ack_wait=1, within=15)
         assert (second.sequence, second.data) == (first.sequence, first.data)
         assert second.redelivered
-        await second.ack()
 
     @requires("negative_ack")
     @pytest.mark.asyncio
     async def test_nak_hands_the_message_back_before_ack_wait(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector(ack=False)
-        options = SubscriptionOptions(durable_name="refused-early", ack_wait=30.0)
-        await transport.subscribe(SUBJECT, collector, options)
-        await transport.publish(SUBJECT, payload(4))
-
-        (first,) = await collector.wait_for_count(1)
-        await first.nak(0.2)
-        second = (await collector.wait_for_count(2, within=10))[1]
+        first, second = await redelivered_after_nak(
+            transport_factory, ack_wait=30, delay=0.2, within=10
+        )
         assert second.sequence == first.sequence
         assert second.redelivered
-        await second.ack()
 
     @requires("in_progress")
     @pytest.mark.asyncio
     async def test_in_progress_holds_redelivery_off(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector(ack=False)
-        options = SubscriptionOptions(durable_name="working", ack_wait=1.0)
-        await transport.subscribe(SUBJECT, collector, options)
+        transport, collector = await subscribed(
+            transport_factory, "working", ack=False, ack_wait=1
+        )
         await transport.publish(SUBJECT, payload(5))
 
         (message,) = await collector.wait_for_count(1)
@@ -283,9 +294,7 @@ class TransportConformance(FeatureGate):
     async def test_headers_travel_with_the_message(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector()
-        await transport.subscribe(SUBJECT, collector, SubscriptionOptions(durable_name="h"))
+        transport, collector = await subscribed(transport_factory, "h")
         sent = {"Trace-Id": "4bf92f3577b34da6", "Event-Id": "e-1"}
         await transport.publish(SUBJECT, payload(1), sent)
         await transport.publish(SUBJECT, payload(2))
@@ -298,9 +307,7 @@ class TransportConformance(FeatureGate):
     async def test_publish_with_headers_delivers_the_payload_everywhere(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector()
-        await transport.subscribe(SUBJECT, collector, SubscriptionOptions(durable_name="h"))
+        transport, collector = await subscribed(transport_factory, "h")
         await transport.publish(SUBJECT, payload(1), {"Event-Id": "e-1"})
 
         (message,) = await collector.wait_for_count(1)
@@ -312,10 +319,9 @@ class TransportConformance(FeatureGate):
     async def test_max_in_flight_bounds_unacknowledged_deliveries(
         self, transport_factory: TransportFactory
     ) -> None:
-        transport = await transport_factory()
-        collector = Collector(ack=False)
-        options = SubscriptionOptions(durable_name="bounded", max_in_flight=3, ack_wait=30.0)
-        await transport.subscribe(SUBJECT, collector, options)
+        transport, collector = await subscribed(
+            transport_factory, "bounded", ack=False, ack_wait=30, max_in_flight=3
+        )
         for n in range(10):
             await transport.publish(SUBJECT, payload(n))
 

@@ -19,10 +19,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from common_events.testing.servers.ports import free_loopback_port, http_status
-from common_events.testing.servers.process import ServerNotFound, ServerProcess, ServerStartError
+from common_events.testing.servers.process import (
+    ServerNotFound,
+    ServerProcess,
+    ServerStartError,
+    Throwaway,
+)
 
 __all__ = [
     "EmbeddedNatsCluster",
@@ -111,18 +115,11 @@ class EmbeddedNatsServer(ServerProcess):
     def store_dir(self) -> Path | None:
         return self._store_dir
 
-    async def __aenter__(self) -> EmbeddedNatsServer:
+    async def _enter(self) -> None:
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         await self.stop()
-        self.cleanup()
 
     async def start(self, *, wait: bool = True) -> None:
         """Start the process; with ``wait``, return once it answers its health check.
@@ -194,7 +191,7 @@ class EmbeddedNatsServer(ServerProcess):
         )
 
 
-class EmbeddedNatsCluster:
+class EmbeddedNatsCluster(Throwaway):
     """``size`` servers on loopback joined by routes, with JetStream.
 
     Each node keeps its store under ``store_root`` (a temporary directory when not
@@ -244,22 +241,11 @@ class EmbeddedNatsCluster:
         """Every node's URL, comma-separated, as the transports take a server list."""
         return ",".join(node.url for node in self.nodes)
 
-    async def __aenter__(self) -> EmbeddedNatsCluster:
-        try:
-            await self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
+    async def _enter(self) -> None:
+        await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         await self.stop()
-        self.cleanup()
 
     async def start(self) -> None:
         # All at once: JetStream needs a quorum of the cluster before any node is healthy.

@@ -14,12 +14,15 @@ import os
 import signal
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from common_events.errors import CommonEventsError
 
-__all__ = ["ServerNotFound", "ServerProcess", "ServerStartError"]
+__all__ = ["ServerNotFound", "ServerProcess", "ServerStartError", "Throwaway"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,41 @@ def _preexec() -> Callable[[], None] | None:
     return _die_with_parent if sys.platform == "linux" else None
 
 
-class ServerProcess:
+class Throwaway(ABC):
+    """``async with``: started on entry; stopped and cleaned up on exit, and also when
+    the start itself failed (a server that never got ready is not left running)."""
+
+    @abstractmethod
+    async def _enter(self) -> None: ...
+
+    @abstractmethod
+    async def _exit(self) -> None: ...
+
+    @abstractmethod
+    def cleanup(self) -> None:
+        """Stop what still runs (synchronously) and remove temporary directories."""
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._enter()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._exit()
+        finally:
+            self.cleanup()
+
+
+class ServerProcess(Throwaway):
     """The process part of a throwaway server; subclasses know the command and readiness.
 
     The child runs in its own session, so a Ctrl-C meant for the test run or the demo

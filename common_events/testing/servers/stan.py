@@ -176,24 +176,13 @@ class StanServer(ServerProcess):
     ) -> None:
         self.cleanup()
 
-    async def __aenter__(self) -> StanServer:
+    async def _enter(self) -> None:
         # Spawned from this thread (see ServerProcess), only the waiting runs in a worker.
         self.start(wait=False)
-        try:
-            await asyncio.to_thread(self.wait_ready)
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
+        await asyncio.to_thread(self.wait_ready)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         await self._stop(5.0)
-        self.cleanup()
 
     def start(self, *, wait: bool = True) -> None:
         """Start the process; with ``wait``, return once it is ready for clients."""
