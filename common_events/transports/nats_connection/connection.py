@@ -46,6 +46,13 @@ ErrorListener = Callable[[Exception], bool]
 _ABANDON_TIMEOUT = 1.0
 
 
+class _FirstConnectFailed(Exception):
+    """The first connection was given up; the reasons are in ``_connect_errors``."""
+
+    def __str__(self) -> str:
+        return "no server answered"
+
+
 class NatsConnection:
     """A nats-py ``Client`` plus its state, its loss reporting and its log lines."""
 
@@ -168,10 +175,12 @@ class NatsConnection:
         await asyncio.wait({connecting}, timeout=_ABANDON_TIMEOUT)
         if not self._fatal.is_set():
             self._connect_errors.append(TimeoutError(f"no connection within {bound:.0f}s"))
-        raise ConnectError("the first connection failed")
+        raise _FirstConnectFailed
 
     def _connect_error(self, error: Exception) -> Exception:
-        seen = [*self._connect_errors, error]
+        seen = list(self._connect_errors)
+        if not isinstance(error, _FirstConnectFailed) or not seen:
+            seen.append(error)
         where = self.servers.display
         reasons = _describe(seen)
         if any(is_auth_failure(e) for e in seen):
