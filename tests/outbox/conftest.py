@@ -8,6 +8,7 @@ JetStream per test. A missing server program skips with the reason, except under
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -85,11 +86,23 @@ def nats_binary() -> Path:
 
 
 @pytest.fixture
-async def jetstream_server(nats_binary: Path, tmp_path: Path) -> AsyncIterator[EmbeddedNatsServer]:
-    """A nats-server with JetStream; its store survives ``stop()`` / ``start()``."""
+def jetstream_server(nats_binary: Path, tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
+    """A nats-server with JetStream; its store survives ``stop()`` / ``start()``.
+
+    Synchronous (the server is a plain child process), so parametrized fixtures can ask
+    for it by name."""
     server = EmbeddedNatsServer(store_dir=tmp_path / "jetstream", binary=nats_binary)
     try:
-        await server.start()
+        asyncio.run(server.start())
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(params=["memory", "jetstream"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """``memory://`` or the URL of a fresh JetStream server."""
+    if request.param == "memory":
+        return "memory://"
+    server: EmbeddedNatsServer = request.getfixturevalue("jetstream_server")
+    return server.url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,15 @@ from common_events import (
     TicketUpdatedEvent,
 )
 from common_events.outbox import MESSAGE_ID_HEADER
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Until ``predicate()`` holds, checked every few milliseconds, at most ``timeout``."""
+    # The relay's state has no event to wait on (health checks read it): poll it.
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    assert predicate(), what
 
 
 class ServiceBase(DeclarativeBase):
@@ -62,6 +72,7 @@ class Delivery:
     ticket_id: str
     version: int
     sequence: int
+    price: float
 
 
 class Received:
@@ -76,23 +87,29 @@ class Received:
         self._changed.set()
 
     async def wait_for(self, count: int, timeout: float) -> None:
-        """Until ``count`` deliveries arrived; ``TimeoutError`` says how many did."""
+        """Until ``count`` stored messages arrived; ``TimeoutError`` says how many did."""
         try:
             async with asyncio.timeout(timeout):
-                while len(self.deliveries) < count:
+                while self.stored() < count:
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
-            raise TimeoutError(
-                f"{len(self.deliveries)} of {count} deliveries within {timeout}s"
-            ) from None
+            raise TimeoutError(f"{self.stored()} of {count} messages within {timeout}s") from None
 
     def events(self) -> Counter[tuple[str, int]]:
-        """How many times each event (ticket id, version) arrived."""
-        return Counter((delivery.ticket_id, delivery.version) for delivery in self.deliveries)
+        """How many times each event (ticket id, version) was stored by the broker: its
+        distinct broker sequences. A redelivery of one stored message (its ack was lost)
+        is the listener side's at-least-once, not a second publication."""
+        stored = {(d.subject, d.sequence): (d.ticket_id, d.version) for d in self.deliveries}
+        return Counter(stored.values())
 
     def message_ids(self) -> Counter[str | None]:
-        return Counter(delivery.message_id for delivery in self.deliveries)
+        """How many stored messages carry each ``Nats-Msg-Id``."""
+        stored = {(d.subject, d.sequence): d.message_id for d in self.deliveries}
+        return Counter(stored.values())
+
+    def stored(self) -> int:
+        return len({(d.subject, d.sequence) for d in self.deliveries})
 
 
 class _Recording:
@@ -113,6 +130,7 @@ class _Recording:
                 ticket_id=event.id,
                 version=event.version,
                 sequence=msg.sequence,
+                price=float(event.price),
             )
         )
         await msg.ack()

@@ -25,6 +25,7 @@ from tests.outbox.support import (
     Ticket,
     close_all,
     create_service_tables,
+    eventually,
     record_tickets,
     ticket_event,
 )
@@ -138,7 +139,7 @@ async def test_a_running_relay_is_woken_by_the_commit(
     try:
         await write_tickets(sessions, outbox, 3)
         await received.wait_for(3, timeout=5)
-        assert relay.state is RelayState.PUBLISHING
+        await eventually(lambda: relay.state is RelayState.PUBLISHING, 5, "publishing")
     finally:
         await relay.close()
     assert relay.state is RelayState.STOPPED
