@@ -38,8 +38,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "testing": BELOW_CORE | UPPER | {"face"},
     "cli": BELOW_CORE | UPPER | {"face", "testing"},
 }
-# The parts of transports/ every transport may use.
-SHARED_TRANSPORT_UNITS = frozenset({"__init__", "base", "nats_connection"})
+# Parts every transport may use: the interface, the NATS connection layer, and the
+# bounded-worker fallback of publish_many.
+SHARED_TRANSPORT_UNITS = frozenset({"__init__", "base", "batch", "nats_connection"})
 # Root modules kept as thin re-exports of a part that lives deeper.
 RE_EXPORTS = {
     "stan": ("transports", "stan"),

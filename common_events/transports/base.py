@@ -2,7 +2,7 @@
 
 A transport knows nothing of pydantic or of the events. The core (``Publisher``,
 ``Listener``) sits on top of it and never branches on which transport is underneath.
-Every transport passes the conformance suite in ``tests/conformance``.
+Every transport passes the conformance suite ``common_events.testing.conformance``.
 """
 
 from __future__ import annotations
