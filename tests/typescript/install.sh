@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the pinned TypeScript compiler and AsyncAPI schemas for tests/contracts, from
-# package-lock.json. Idempotent: does nothing when node_modules matches the lock file.
+# Installs the pinned Node tools of the contract tests from package-lock.json: the
+# TypeScript compiler, the AsyncAPI schemas, and verdaccio (the private npm registry the
+# generated package is published to). Idempotent: does nothing when node_modules
+# matches the lock file.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 if ! command -v npm >/dev/null 2>&1; then
-  echo "tests/typescript/install.sh: npm is not installed; install Node.js 18 or later" >&2
+  echo "tests/typescript/install.sh: npm is not installed; install Node.js 20 or later" >&2
   exit 1
 fi
 # npm writes node_modules/.package-lock.json after every install; older than the lock
