@@ -8,19 +8,31 @@ message again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from common_events import Bus, Message, TicketCreatedEvent, connect
+from common_events.embedded import EmbeddedNatsServer
 from common_events.outbox import (
     IdempotentListener,
     Outbox,
     OutboxRelay,
     ProcessedDelivery,
+    create_tables,
     delivery_key,
     purge_processed,
 )
@@ -184,3 +196,135 @@ async def test_processed_keys_are_purged_after_their_retention(
             )
     assert await purge_processed(engine, timedelta(days=7)) == 1
     assert await count(engine, ProcessedDelivery) == 1
+
+
+class ChildListener:
+    """One run of ``tests.outbox.processes listener``."""
+
+    def __init__(self, database: str, broker: str, *, crash: bool) -> None:
+        command = [sys.executable, "-m", "tests.outbox.processes", "listener"]
+        command += ["--database", database, "--broker", broker]
+        if crash:
+            command.append("--crash")
+        self.process = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def finish(self, timeout: float = 60) -> tuple[int, list[str]]:
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+            raise AssertionError(f"listener process hung:\n{out}\n{err}") from None
+        return self.process.returncode, out.splitlines()
+
+
+async def test_a_process_killed_between_commit_and_ack_applies_the_message_once(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    database_url: str,
+    jetstream_server: EmbeddedNatsServer,
+) -> None:
+    await create_service_tables(engine)
+    async with await connect(jetstream_server.url) as bus:
+        await publish_one(bus, engine, sessions)
+    loop = asyncio.get_running_loop()
+    outputs = []
+    for crash in (True, True, False):
+        child = ChildListener(database_url, jetstream_server.url, crash=crash)
+        code, lines = await loop.run_in_executor(None, child.finish)
+        assert code == (-signal.SIGKILL if crash else 0), lines
+        outputs.append([line for line in lines if line != "listening"])
+    # The broker delivered it again after each crash (ack_wait is 1 s), and only the
+    # first delivery did the work.
+    assert outputs == [
+        ["applied True delivery 1"],
+        ["applied False delivery 2"],
+        ["applied False delivery 3", "acked"],
+    ]
+    assert await count(engine, Ticket) == 1
+    assert await count(engine, ProcessedDelivery) == 1
+
+
+class SlowApplier(IdempotentListener[TicketCreatedEvent]):
+    """Its first delivery holds the transaction open until the test has seen the
+    redelivery wait for it in PostgreSQL."""
+
+    queue_group = "orders-service"
+    ack_wait = 0.5
+    max_in_flight = 1
+
+    def __init__(
+        self, bus: Bus, sessions: async_sessionmaker[AsyncSession], shared: dict[str, Any]
+    ) -> None:
+        super().__init__(bus, sessions)
+        self.shared = shared
+
+    async def handle(self, event: TicketCreatedEvent, session: AsyncSession, msg: Message) -> None:
+        self.shared["handled"] += 1
+        session.add(Ticket(id=event.id, title=event.title, price=int(event.price)))
+        await asyncio.wait_for(self.shared["second_waits"].wait(), timeout=20)
+
+    async def on_message(self, event: TicketCreatedEvent, msg: Message) -> None:
+        self.shared["applied"].append(await self.apply(event, msg))
+        await msg.ack()
+        if len(self.shared["applied"]) == 2:
+            self.shared["done"].set()
+
+
+async def test_a_redelivery_while_the_first_still_runs_waits_and_skips(
+    postgres_url: str,
+) -> None:
+    """ack_wait passes while the first delivery's transaction is open; the broker hands
+    the message to the other member, whose key insert waits on the first's, then finds
+    the key once it committed."""
+    engine = create_async_engine(postgres_url)
+    await create_tables(engine)
+    await create_service_tables(engine)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    shared: dict[str, Any] = {
+        "handled": 0,
+        "applied": [],
+        "second_waits": asyncio.Event(),
+        "done": asyncio.Event(),
+    }
+    async with await connect("memory://") as bus:
+        members = [SlowApplier(bus, sessions, shared), SlowApplier(bus, sessions, shared)]
+        for member in members:
+            await member.listen()
+        await bus.publish("ticket:created", ticket_event("t1").model_dump_json().encode())
+        async with engine.connect() as monitor:
+            await eventually_async(
+                lambda: waiting_on_a_lock(monitor), timeout=20, what="second insert waits"
+            )
+        shared["second_waits"].set()
+        await asyncio.wait_for(shared["done"].wait(), timeout=20)
+        for member in members:
+            await member.close()
+    # The first commits, then the waiting insert fails on its key: skipped.
+    assert shared["applied"] == [True, False]
+    assert shared["handled"] == 1
+    assert await count(engine, Ticket) == 1
+    await engine.dispose()
+
+
+async def waiting_on_a_lock(connection: AsyncConnection) -> bool:
+    waiting = await connection.scalar(
+        text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
+    await connection.rollback()
+    return bool(waiting)
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[bool]], *, timeout: float, what: str
+) -> None:
+    # What PostgreSQL's sessions wait on is only seen by asking it: poll.
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    del what
