@@ -32,7 +32,7 @@ from common_events.transports.base import (
 )
 from common_events.transports.batch import publish_with_workers
 
-log = logging.getLogger("common_events.transports.memory")
+logger = logging.getLogger(__name__)
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
@@ -99,7 +99,7 @@ class MemoryMessage:
     async def ack(self) -> None:
         if not self._done:
             self._done = True
-            self._state.ack(self._pending, self._delivery_count)
+            self._state.ack(self._pending)
 
     async def nak(self, delay: float | None = None) -> None:
         if not self._done:
@@ -129,12 +129,12 @@ class _Member:
             try:
                 await self.handler(message)
             except Exception:
-                # A transport hands errors back as "not acknowledged": the message
-                # comes back after ack_wait, and the subscription lives on.
-                log.exception(
-                    "handler failed on %s #%d; it will be redelivered",
+                # The core's handler never raises; this guard only keeps a subscription
+                # alive under a buggy raw handler. Ack and retry are not decided here:
+                # unacknowledged, the message comes back after ack_wait.
+                logger.exception(
+                    "handler for %s raised; the message comes back after ack_wait",
                     message.subject,
-                    message.sequence,
                 )
 
 
@@ -172,9 +172,10 @@ class _SubscriptionState:
     async def remove_member(self, member: _Member) -> None:
         if member in self.members:
             self.members.remove(member)
+        # No drain here: the core drained before it closed the subscription. A handler
+        # still running is abandoned: cancelled (as nats-py cancels a closed
+        # subscription's handler) and not waited for. What it held comes back below.
         member.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await member.task
         # What the member held comes back at once to the others (or on resume).
         now = asyncio.get_running_loop().time()
         for pending in self.pending.values():
@@ -190,7 +191,7 @@ class _SubscriptionState:
 
     # -- acknowledgements ------------------------------------------------------------
 
-    def ack(self, pending: _Pending, delivery_count: int) -> None:
+    def ack(self, pending: _Pending) -> None:
         current = self.pending.get(pending.message.sequence)
         # An ack of an older delivery that was already handed to someone else still
         # counts: the message was processed (at-least-once, like the real brokers).
@@ -416,8 +417,15 @@ class MemoryTransport:
         self._subscriptions.clear()
 
 
-async def connect(url: str = "memory://", **options: object) -> MemoryTransport:
-    """A transport on a fresh in-process broker. ``broker=`` shares an existing one."""
+async def connect(
+    url: str = "memory://", *, subjects: Sequence[str] = (), **options: object
+) -> MemoryTransport:
+    """A transport on a fresh in-process broker. ``broker=`` shares an existing one.
+
+    ``subjects`` (every subject the core publishes on) is accepted and ignored: the
+    in-process broker stores any subject.
+    """
+    del subjects
     broker = options.pop("broker", None)
     if broker is not None and not isinstance(broker, MemoryBroker):
         raise TypeError(f"broker= must be a MemoryBroker, not {type(broker).__name__}")
