@@ -18,6 +18,7 @@ from common_events.errors import (
     TransportClosed,
 )
 from common_events.transports.base import SubscriptionOptions, TransportMessage
+from common_events.transports.nats_connection import Closed
 from common_events.transports.stan import StanTransport, connect
 from tests.fixtures.stan import ServerFactory, StanServer
 from tests.support.collect import Collector
@@ -319,3 +320,48 @@ async def test_subjects_are_accepted_and_not_needed(stan_server: StanServer) -> 
         assert (await transport.publish("ticket:updated", b"{}")).guid
     finally:
         await transport.close()
+
+
+async def test_a_lost_session_lets_a_running_handler_finish(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    # On a loss the core drains its handlers before it closes the transport: the
+    # session stops deliveries but does not cancel the handler that runs.
+    lost: asyncio.Queue[ConnectionLost] = asyncio.Queue()
+    transport = await connect(
+        stan_server.url, ping_interval=0.2, reconnect_time_wait=0.1,
+        on_connection_lost=lost.put_nowait,
+    )  # fmt: skip
+    transports.append(transport)
+    started = asyncio.Event()
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def slow(message: TransportMessage) -> None:
+        started.set()
+        await release.wait()
+        await message.ack()  # the session is gone: a no-op, not an error
+        finished.set()
+
+    await transport.subscribe(SUBJECT, slow, SubscriptionOptions())
+    await transport.publish(SUBJECT, b"{}")
+    await asyncio.wait_for(started.wait(), 5)
+    stan_server.restart()
+    await asyncio.wait_for(lost.get(), 10)
+
+    release.set()
+    await asyncio.wait_for(finished.wait(), 5)
+    connection = transport.client.connection
+    await asyncio.wait_for(connection.wait_for_state(Closed), 5)
+
+
+async def test_nats_closed_is_deprecated_and_still_reports_the_loss(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    lost: asyncio.Queue[ConnectionLost] = asyncio.Queue()
+    transport = await connect(stan_server.url, on_connection_lost=lost.put_nowait)
+    transports.append(transport)
+    with pytest.warns(DeprecationWarning, match="nats_closed"):
+        await transport.client.nats_closed()
+    assert "closed" in str(await asyncio.wait_for(lost.get(), 5))
+    assert not transport.is_connected

@@ -9,6 +9,11 @@ nats-py's own reconnect covers short outages while the server still knows the cl
 The session does the handshake, the PINGs and the close; its PubAck pipeline
 (``publishing``) and its subscriptions (``subscription``) do the rest and reach the
 session only through their owner protocols.
+
+Why this module is one piece of over 400 lines: connecting, liveness, losing and closing
+are the transitions of one state machine over the same state (the state, the internal
+inboxes, the pipeline, the subscriptions, the lost fan-out). Split apart, each part
+would need the others' insides again, which is what the owner protocols removed.
 """
 
 from __future__ import annotations
@@ -482,6 +487,18 @@ class StanClient:
     def add_connection_lost_callback(self, callback: ConnectionLostCallback) -> None:
         """Also call ``callback`` (it may be a coroutine function) if the session is lost."""
         self._lost.add(callback)
+
+    async def nats_closed(self) -> None:
+        """Deprecated: the session learns by itself that its NATS connection closed (from
+        the connection layer when it opened the connection, from a failing PING when
+        the connection is the caller's)."""
+        warnings.warn(
+            "StanClient.nats_closed() is deprecated: the session notices a closed NATS "
+            "connection by itself",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self._lose(ConnectionLost("the NATS connection closed and will not reconnect"))
 
     def _on_connection_lost(self, error: ConnectionLost) -> None:
         # The NATS connection logged it already.
