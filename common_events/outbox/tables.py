@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -45,7 +46,7 @@ class OutboxRecord(OutboxBase):
 
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
     """Publication order: the relay publishes unsent rows by increasing ``id``."""
-    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(64))
     """Sent as ``Nats-Msg-Id``: the same on every attempt, so JetStream stores a repeat
     once and idempotent listeners recognise it."""
     subject: Mapped[str] = mapped_column(String(255))
@@ -59,6 +60,7 @@ class OutboxRecord(OutboxBase):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     __table_args__ = (
+        UniqueConstraint("message_id", name="uq_common_events_outbox_message_id"),
         Index(
             "ix_common_events_outbox_unsent",
             "id",
@@ -100,7 +102,9 @@ class ProcessedDelivery(OutboxBase):
     subject: Mapped[str] = mapped_column(String(255), primary_key=True)
     queue_group: Mapped[str] = mapped_column(String(255), primary_key=True)
     message_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_common_events_processed_processed_at", "processed_at"),)
 
 
 metadata = OutboxBase.metadata
