@@ -15,11 +15,10 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from common_events.cli.scenario import Scenario, ScenarioReport
-from common_events.core.bus import Bus, connect
-from common_events.transports.memory import MemoryBroker
+from common_events.cli.scenario import Connect, Scenario, ScenarioReport
+from common_events.core import Bus, connect
 
-log = logging.getLogger("common_events.cli.demo")
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose == 0:
         # The narration already says when a handler fails on purpose; the tracebacks
         # the listeners log for it would only bury the story. -v shows them.
-        logging.getLogger("common_events.listener").setLevel(logging.CRITICAL)
+        logging.getLogger("common_events.core.listener").setLevel(logging.CRITICAL)
     return asyncio.run(run_demo(args.url, cluster_id=args.cluster_id))
 
 
@@ -62,18 +61,11 @@ async def run_demo(url: str | None = None, *, cluster_id: str | None = None) -> 
     options: dict[str, Any] = {}
     if cluster_id is not None:
         options["cluster_id"] = cluster_id
-    if url is not None and url.startswith("memory:"):
-        # Every service of the scenario must reach the same in-process broker.
-        options["broker"] = MemoryBroker()
     try:
         async with _broker_url(url) as broker_url:
-
-            async def connect_bus() -> Bus:
-                return await connect(broker_url, **options)
-
-            report = await Scenario(connect_bus, _say).run()
+            report = await Scenario(_connector(broker_url, options), _say).run()
     except Exception as error:  # the demo explains, it does not dump a traceback
-        log.debug("demo failed", exc_info=True)
+        logger.debug("demo failed", exc_info=True)
         _say(f"\nThe demo could not run: {type(error).__name__}: {error}")
         return 1
     _say("")
@@ -84,6 +76,25 @@ async def run_demo(url: str | None = None, *, cluster_id: str | None = None) -> 
     failed = ", ".join(f"{step.number} ({step.title})" for step in report.failed)
     _say(f"\nFailed step(s): {failed or 'the scenario stopped early'}")
     return 1
+
+
+def _connector(url: str, options: dict[str, Any]) -> Connect:
+    """How each service of the scenario gets its bus: a connection of its own, except
+    in-process, where the broker lives in its one bus and every service shares it."""
+    if not url.startswith("memory:"):
+
+        async def connect_bus() -> Bus:
+            return await connect(url, **options)
+
+        return connect_bus
+    shared: list[Bus] = []
+
+    async def shared_bus() -> Bus:
+        if not shared:
+            shared.append(await connect(url, **options))
+        return shared[0]
+
+    return shared_bus
 
 
 def render_table(report: ScenarioReport) -> str:

@@ -2,34 +2,48 @@
 
 Six steps, each checked: a publisher, a queue group splitting work, a durable listener
 catching up, a failing handler retried, an out-of-order update held back, and a bad
-payload dead-lettered. Names carry a run id, so the scenario also runs against a
-long-lived server that already holds other runs' events and durables.
+payload dead-lettered. What became of each delivery is read from the outcome
+``Listener.handle_delivery`` returns, never from logs. Names carry a run id, so the
+scenario also runs against a long-lived server that already holds other runs' events
+and durables.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from common_events.core.bus import Bus
-from common_events.core.dead_letter import DeadLetter, dead_letter_subject
-from common_events.core.listener import Listener
-from common_events.core.message import Message
-from common_events.core.publisher import Publisher
+from common_events.core import (
+    Acked,
+    Bus,
+    DeadLettered,
+    LeftForRedelivery,
+    Listener,
+    Message,
+    NotAcked,
+    NotSettled,
+    Outcome,
+    OutOfOrderLater,
+    PublishAck,
+    Publisher,
+    RetryLater,
+    TransportMessage,
+)
 from common_events.errors import OutOfOrder
 from common_events.events import (
+    Event,
     OrderCreatedEvent,
     OrderStatus,
     OrderTicket,
-    Subjects,
     TicketCreatedEvent,
     TicketUpdatedEvent,
 )
-from common_events.transports.base import PublishAck, SubscriptionOptions, TransportMessage
+
+E = TypeVar("E", bound=Event)
 
 Narrate = Callable[[str], None]
 Connect = Callable[[], Awaitable[Bus]]
@@ -77,6 +91,42 @@ class _Signal:
         return True
 
 
+def describe(outcome: Outcome) -> str:
+    """An outcome as the narration says it."""
+    if isinstance(outcome, Acked):
+        return "acked"
+    if isinstance(outcome, RetryLater):
+        return (
+            f"not acked, redelivery asked in {outcome.delay:g}s "
+            f"({type(outcome.error).__name__}: {outcome.error})"
+        )
+    if isinstance(outcome, OutOfOrderLater):
+        return f"out of order, redelivery asked in {outcome.delay:g}s"
+    if isinstance(outcome, DeadLettered):
+        return f"sent to {outcome.subject} ({outcome.record.reason.value}) and acked"
+    if isinstance(outcome, NotAcked):
+        return "not acked; it comes back after ack_wait"
+    if isinstance(outcome, LeftForRedelivery):
+        return "left for redelivery (the listener is stopping)"
+    if isinstance(outcome, NotSettled):
+        return f"not settled ({type(outcome.error).__name__}: {outcome.error})"
+    return repr(outcome)
+
+
+class ObservedListener(Listener[E]):
+    """A listener whose every outcome the scenario sees (those of its own run)."""
+
+    def __init__(self, bus: Bus, scenario: Scenario) -> None:
+        super().__init__(bus)
+        self.scenario = scenario
+
+    async def handle_delivery(self, raw: TransportMessage) -> Outcome:
+        outcome = await super().handle_delivery(raw)
+        if self.scenario.run_id.encode() in raw.data:
+            await self.scenario.observe(raw.subject, outcome)
+        return outcome
+
+
 def _ack_text(ack: PublishAck) -> str:
     if ack.sequence is not None:
         return f"stored as #{ack.sequence}"
@@ -105,6 +155,13 @@ class Scenario:
         self._buses: list[Bus] = []
         self._listeners: list[Listener[Any]] = []
         self.orders_processed: set[str] = set()
+        self.outcomes: list[tuple[str, Outcome]] = []
+
+    async def observe(self, subject: str, outcome: Outcome) -> None:
+        self.outcomes.append((subject, outcome))
+        if not isinstance(outcome, Acked):
+            self.say(f"   outcome on {subject}: {describe(outcome)}")
+        await self.signal.notify()
 
     def ticket_id(self, n: int) -> str:
         return f"{self.run_id}-ticket-{n}"
@@ -136,7 +193,7 @@ class Scenario:
             await self.step_dead_letter(tickets)
         finally:
             for listener in self._listeners:
-                await listener.unsubscribe(grace=2.0)
+                await listener.unsubscribe(drain_timeout=2.0)
             for bus in self._buses:
                 await bus.close()
         return self.report
@@ -169,13 +226,13 @@ class Scenario:
         processed: dict[str, list[str]] = {"orders-a": [], "orders-b": []}
         scenario = self
 
-        class TicketCreatedListener(Listener[TicketCreatedEvent]):
+        class TicketCreatedListener(ObservedListener[TicketCreatedEvent]):
             queue_group = f"orders-service-{self.run_id}"
             ack_wait = 2.0
             max_in_flight = 2
 
             def __init__(self, bus: Bus, instance: str) -> None:
-                super().__init__(bus)
+                super().__init__(bus, scenario)
                 self.instance = instance
 
             async def on_message(self, event: TicketCreatedEvent, msg: Message) -> None:
@@ -259,7 +316,7 @@ class Scenario:
         scenario = self
         order_id = f"{self.run_id}-order-1"
 
-        class ExpirationOrderCreatedListener(Listener[OrderCreatedEvent]):
+        class ExpirationOrderCreatedListener(ObservedListener[OrderCreatedEvent]):
             queue_group = f"expiration-service-{self.run_id}"
             ack_wait = 1.0
             retry_delay = 0.2
@@ -278,7 +335,7 @@ class Scenario:
                 await msg.ack()
                 await scenario.signal.notify()
 
-        await self.start(ExpirationOrderCreatedListener(await self.bus()))
+        await self.start(ExpirationOrderCreatedListener(await self.bus(), self))
         await OrderCreatedPublisher(bus).publish(
             OrderCreatedEvent(
                 id=order_id,
@@ -289,12 +346,17 @@ class Scenario:
                 ticket=OrderTicket(id=self.ticket_id(4), price=80),
             )
         )
-        processed = await self.signal.wait_for(lambda: order_id in done)
+        subject = OrderCreatedEvent.subject.value
+        processed = await self.signal.wait_for(
+            lambda: order_id in done and _count(self.outcomes_on(subject), Acked) >= 1
+        )
+        outcomes = self.outcomes_on(subject)
+        retried = any(isinstance(outcome, RetryLater) for outcome in outcomes)
         self.record(
             4,
             "retry after failure",
-            processed and attempts[:2] == [1, 2],
-            f"deliveries {attempts}, processed once it succeeded",
+            processed and retried and attempts[:2] == [1, 2],
+            f"deliveries {attempts}, outcomes {_names(outcomes)}",
         )
 
     # 5 -------------------------------------------------------------------------------
@@ -305,7 +367,7 @@ class Scenario:
         held_back: list[int] = []
         scenario = self
 
-        class OrdersTicketUpdatedListener(Listener[TicketUpdatedEvent]):
+        class OrdersTicketUpdatedListener(ObservedListener[TicketUpdatedEvent]):
             queue_group = f"orders-service-{self.run_id}"
             ack_wait = 1.0
             retry_delay = 0.2
@@ -325,7 +387,7 @@ class Scenario:
                 await msg.ack()
                 await scenario.signal.notify()
 
-        await self.start(OrdersTicketUpdatedListener(await self.bus()))
+        await self.start(OrdersTicketUpdatedListener(await self.bus(), self))
         updated = TicketUpdatedPublisher(bus)
         for version in (2, 1):
             await updated.publish(
@@ -335,47 +397,52 @@ class Scenario:
                 )
             )
             self.say(f"   published ticket:updated {self.ticket_id(4)} v{version}")
+        subject = TicketUpdatedEvent.subject.value
         both = await self.signal.wait_for(lambda: applied[-1:] == [2])
+        # v2's first deliveries were answered before v1 was even applied.
+        held = _count(self.outcomes_on(subject), OutOfOrderLater)
         self.record(
             5,
             "version order",
-            both and applied == [1, 2] and 2 in held_back,
-            f"applied in order {applied}; v2 held back {held_back.count(2)} time(s)",
+            both and applied == [1, 2] and 2 in held_back and held >= 1,
+            f"applied in order {applied}; v2 held back {held} time(s)",
         )
 
     # 6 -------------------------------------------------------------------------------
     async def step_dead_letter(self, bus: Bus) -> None:
         self.say("6. An invalid payload goes to the dead-letter subject; the listener goes on")
-        letters: list[DeadLetter] = []
-
-        async def read_dead_letter(raw: TransportMessage) -> None:
-            letter = DeadLetter.model_validate_json(raw.data)
-            if self.run_id in letter.payload:
-                letters.append(letter)
-            await raw.ack()
-            await self.signal.notify()
-
-        await bus.subscribe(
-            dead_letter_subject(Subjects.TICKET_CREATED),
-            read_dead_letter,
-            SubscriptionOptions(deliver_all_available=True),
-        )
         bad = f'{{"id":"{self.run_id}-bad","version":0,"title":"x","price":"free"}}'
-        await bus.publish(Subjects.TICKET_CREATED.value, bad.encode())
+        await bus.publish(TicketCreatedEvent.subject.value, bad.encode())
         self.say(f"   published an invalid ticket:created: {bad}")
         after = TicketCreatedEvent(
             id=self.ticket_id(9), version=0, title="After the bad one", price=5, user_id="u2"
         )
         await TicketCreatedPublisher(bus).publish(after)
-        dead = await self.signal.wait_for(lambda: bool(letters))
-        # The queue group of step 2 is still listening: it must have processed ticket 9.
+        # The queue group of step 2 is still listening: one of its members gets both.
+        subject = TicketCreatedEvent.subject.value
+        dead = await self.signal.wait_for(
+            lambda: _count(self.outcomes_on(subject), DeadLettered) >= 1
+        )
         went_on = await self.signal.wait_for(lambda: after.id in self.orders_processed)
+        letters = [o for o in self.outcomes_on(subject) if isinstance(o, DeadLettered)]
         detail = (
-            f"dead-lettered ({letters[0].reason.value}) and the next event was processed"
+            f"dead-lettered ({letters[0].record.reason.value}) and the next event was processed"
             if dead and went_on
             else f"dead letters: {len(letters)}, next event processed: {went_on}"
         )
-        if dead:
-            reason = " ".join(letters[0].error.split())
-            self.say(f"   {dead_letter_subject(Subjects.TICKET_CREATED)}: {reason[:90]}…")
+        if letters:
+            reason = " ".join(letters[0].record.error.split())
+            self.say(f"   {letters[0].subject}: {reason[:90]}…")
         self.record(6, "dead letter", dead and went_on, detail)
+
+    def outcomes_on(self, subject: str) -> list[Outcome]:
+        """This run's outcomes on ``subject`` so far, oldest first."""
+        return [outcome for on, outcome in self.outcomes if on == subject]
+
+
+def _count(outcomes: Iterable[Outcome], kind: type[Outcome]) -> int:
+    return sum(1 for outcome in outcomes if isinstance(outcome, kind))
+
+
+def _names(outcomes: Iterable[Outcome]) -> str:
+    return " then ".join(type(outcome).__name__ for outcome in outcomes) or "none"

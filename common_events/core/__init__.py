@@ -30,7 +30,7 @@ from common_events.core.policy import (
 )
 from common_events.core.publisher import Publisher
 from common_events.core.service import run_service
-from common_events.transports.base import PublishAck, SubscriptionOptions
+from common_events.transports.base import PublishAck, SubscriptionOptions, TransportMessage
 
 __all__ = [
     "DEAD_LETTER_PREFIX",
@@ -54,6 +54,7 @@ __all__ = [
     "Publisher",
     "RetryLater",
     "SubscriptionOptions",
+    "TransportMessage",
     "connect",
     "dead_letter_subject",
     "decode_dead_letter",

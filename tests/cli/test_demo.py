@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +35,35 @@ def test_demo_on_the_memory_bus_holds_every_step() -> None:
     assert "redelivered=True" in out
     assert "out of order" in out
     assert "dead-letter:ticket:created" in out
+    # Read from the listeners' outcomes, not from their logs.
+    assert "outcomes RetryLater then Acked" in out
+    assert "outcome on ticket:updated: out of order, redelivery asked in 0.2s" in out
+    assert "sent to dead-letter:ticket:created (invalid_event) and acked" in out
+
+
+@pytest.mark.parametrize("module", ["demo", "scenario"])
+def test_the_demo_reaches_the_broker_only_through_the_core(module: str) -> None:
+    source = Path(importlib.import_module(f"common_events.cli.{module}").__file__ or "")
+    imported = {
+        node.module or ""
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.ImportFrom)
+    } | {
+        alias.name
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    ours = {name for name in imported if name.startswith("common_events")}
+    allowed = (
+        "common_events.cli.",
+        "common_events.core",
+        "common_events.events",
+        "common_events.errors",
+        "common_events.testing.servers",
+        "common_events.embedded",
+    )
+    assert {name for name in ours if not name.startswith(allowed)} == set()
 
 
 async def test_demo_reports_failure_with_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
