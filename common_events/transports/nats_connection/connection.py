@@ -218,6 +218,11 @@ class NatsConnection:
         for listener in self._error_listeners:
             if listener(error):
                 return
+        if is_auth_failure(error):
+            # nats-py reports a refused reconnect as a plain error; say what it means.
+            logger.warning("%s: NATS refused the credentials on reconnect (%s)", self.name,
+                           str(error).removeprefix("nats: ").strip())
+            return
         failure = classify_nats_error(error, Operation.REQUEST, "NATS connection")
         text = str(failure.error) if failure is not None else f"{type(error).__name__}: {error}"
         logger.warning("%s: %s", self.name, text)
