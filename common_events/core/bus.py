@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -155,10 +154,6 @@ async def connect(url: str | None = None, **options: Any) -> Bus:
         raise ConfigurationError(
             f"the {scheme}:// transport is not available in this version of common-events"
         ) from None
-    # TODO(restructure): pass subjects= unconditionally once every transport's connect()
-    # takes it (memory does; stan and jetstream are being changed to).
-    if "subjects" in inspect.signature(module.connect).parameters:
-        options["subjects"] = stream_subjects()
-    transport: Transport = await module.connect(url, **options)
+    transport: Transport = await module.connect(url, subjects=stream_subjects(), **options)
     logger.info("connected to %s", transport.url)
     return Bus(transport)
