@@ -123,3 +123,49 @@ async def test_the_alembic_migration_makes_exactly_the_outbox_tables(
             await connection.run_sync(migrate, namespace)
     finally:
         await engine.dispose()
+
+
+README = DOC.parents[1] / "README.md"
+README_SECTION = "## Outbox and idempotency"
+
+
+def section(markdown: str, heading: str) -> str | None:
+    start = markdown.find(f"\n{heading}\n")
+    if start < 0:
+        return None
+    end = markdown.find("\n## ", start + len(heading) + 2)
+    return markdown[start : end if end >= 0 else len(markdown)]
+
+
+async def run_outbox_section(markdown: str) -> None:
+    """Run the README section's two examples in order; the orders service ends up with
+    the ticket the tickets service committed."""
+    blocks = re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
+    assert len(blocks) == 2
+    ns: dict[str, Any] = {"__name__": "readme_outbox"}
+    for number, block in enumerate(blocks, start=1):
+        await run_block(block, ns, number)
+
+    async def orders_has_the_ticket() -> bool:
+        async with ns["orders_db"].connect() as connection:
+            found = await connection.scalar(select(func.count()).select_from(ns["Ticket"]))
+            return bool(found)
+
+    try:
+        await until(orders_has_the_ticket)
+    finally:
+        await ns["listener"].close()
+        await ns["relay"].close()
+        await ns["bus"].close()
+        await ns["tickets_db"].dispose()
+        await ns["orders_db"].dispose()
+
+
+async def test_the_readme_outbox_section_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = section(README.read_text(encoding="utf-8"), README_SECTION)
+    if text is None:
+        pytest.skip(f"README.md has no {README_SECTION!r} section yet")
+    monkeypatch.chdir(tmp_path)
+    await run_outbox_section(text)
