@@ -49,7 +49,7 @@ async def _broker_url(url: str | None) -> AsyncIterator[str]:
     if url is not None:
         yield url
         return
-    from common_events.embedded import EmbeddedNatsServer
+    from common_events.testing.servers import EmbeddedNatsServer
 
     async with EmbeddedNatsServer() as server:
         _say(f"Started nats-server with JetStream at {server.url} (embedded, temporary)")

@@ -61,7 +61,6 @@ def test_the_demo_reaches_the_broker_only_through_the_core(module: str) -> None:
         "common_events.events",
         "common_events.errors",
         "common_events.testing.servers",
-        "common_events.embedded",
     )
     assert {name for name in ours if not name.startswith(allowed)} == set()
 
