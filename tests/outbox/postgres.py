@@ -4,13 +4,12 @@
 loopback port, with fsync off (the tests kill relays, never the database). PostgreSQL
 refuses to run as root: as root, the directory is given to an unprivileged user
 (``postgres`` where the package made it, else ``nobody``) and both programs run as that
-user. The server is this process's child and dies with it.
+user. The server is this process's child and dies with it (``setpriv --pdeathsig``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import glob
 import os
 import pwd
@@ -21,10 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-
-_PR_SET_PDEATHSIG = 1
+from typing import Any
 
 
 class PostgresNotFound(RuntimeError):
@@ -77,17 +74,21 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     raise PostgresNotFound("running as root, and neither user 'postgres' nor 'nobody' exists")
 
 
-def _become(user: pwd.struct_passwd | None, *, die_with_parent: bool) -> Callable[[], None]:
-    def preexec() -> None:
-        if user is not None:
-            os.setgroups([])
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-        if die_with_parent and sys.platform == "linux":
-            # After setuid: a change of credentials clears the parent-death signal.
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _as_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
+    """``Popen`` arguments that run the child as ``user`` (no ``preexec_fn``: it is not
+    safe with the threads a test run has)."""
+    if user is None:
+        return {}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
-    return preexec
+
+def _dying_with_us(command: list[str]) -> list[str]:
+    """``command`` under ``setpriv --pdeathsig KILL`` where it exists, so the server
+    dies with the test run even when that is killed before its clean-up."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or sys.platform != "linux":
+        return command
+    return [setpriv, "--pdeathsig", "KILL", "--", *command]
 
 
 class PostgresServer:
@@ -130,8 +131,8 @@ class PostgresServer:
             text=True,
             env=self._env(),
             cwd=self.directory,
-            preexec_fn=_become(self.user, die_with_parent=False),
             timeout=timeout,
+            **_as_user(self.user),
             check=False,
         )
         if initdb.returncode != 0:
@@ -139,31 +140,33 @@ class PostgresServer:
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
         try:
             self._process = subprocess.Popen(
-                [
-                    str(self.bin_dir / "postgres"),
-                    "-D",
-                    str(self.data),
-                    "-p",
-                    str(self.port),
-                    "-h",
-                    "127.0.0.1",
-                    "-k",
-                    str(self.directory),
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=200",
-                ],
+                _dying_with_us(
+                    [
+                        str(self.bin_dir / "postgres"),
+                        "-D",
+                        str(self.data),
+                        "-p",
+                        str(self.port),
+                        "-h",
+                        "127.0.0.1",
+                        "-k",
+                        str(self.directory),
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                        "-c",
+                        "max_connections=200",
+                    ]
+                ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._env(),
                 cwd=self.directory,
-                preexec_fn=_become(self.user, die_with_parent=True),
                 start_new_session=True,
+                **_as_user(self.user),
             )
         finally:
             log.close()
