@@ -29,7 +29,7 @@ from common_events.core.policy import (
     RetryLater,
 )
 from common_events.core.publisher import Publisher
-from common_events.core.service import run_service
+from common_events.core.service import RunningService, ServiceCompanion, run_service
 from common_events.transports.base import PublishAck, SubscriptionOptions, TransportMessage
 
 __all__ = [
@@ -53,6 +53,8 @@ __all__ = [
     "PublishAck",
     "Publisher",
     "RetryLater",
+    "RunningService",
+    "ServiceCompanion",
     "SubscriptionOptions",
     "TransportMessage",
     "connect",

@@ -1,12 +1,19 @@
-"""``run_service``: run listeners until SIGINT/SIGTERM, then shut down cleanly."""
+"""``run_service``: run listeners until SIGINT/SIGTERM, then shut down cleanly.
+
+Things that run beside the listeners (an outbox relay, a health endpoint) are
+*companions*: objects with ``start(service)`` and ``close()``, started before the
+listeners subscribe and closed after they drained, before the connection closes. The
+core knows them only by that protocol, so the optional parts above it plug in without
+the core importing them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from common_events.core._renamed import renamed_option
 from common_events.core.bus import Bus
@@ -16,6 +23,31 @@ from common_events.errors import ConnectionLost
 logger = logging.getLogger(__name__)
 
 
+class RunningService:
+    """What a companion may read of the service it runs beside."""
+
+    def __init__(self, bus: Bus, listeners: Sequence[Listener[Any]]) -> None:
+        self.bus = bus
+        self.listeners = tuple(listeners)
+        self.started = False
+        """Every listener has subscribed."""
+        self.draining = False
+        """Shutting down: the listeners take no new messages."""
+
+
+@runtime_checkable
+class ServiceCompanion(Protocol):
+    """Runs beside a service's listeners for as long as ``run_service`` runs."""
+
+    async def start(self, service: RunningService) -> None:
+        """Begin; return once running (work goes on in tasks of the companion's own)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop and release everything; called once, after the listeners drained."""
+        ...
+
+
 async def run_service(
     bus: Bus,
     *listeners: Listener[Any],
@@ -23,6 +55,7 @@ async def run_service(
     stop: asyncio.Event | None = None,
     signals: Iterable[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
     shutdown_timeout: float | None = None,
+    companions: Sequence[ServiceCompanion] = (),
 ) -> None:
     """Start ``listeners`` and run until a stop signal (or ``stop`` is set).
 
@@ -35,6 +68,9 @@ async def run_service(
     If the connection is lost for good meanwhile (the broker forgot this client, or no
     server can be reached), the same shutdown runs and ``ConnectionLost`` is raised, so
     the process exits with an error and its supervisor starts it afresh.
+
+    ``companions`` (an outbox relay, a health endpoint) start before the listeners
+    subscribe and close after they drained, in reverse order.
     """
     if shutdown_timeout is not None:
         drain_timeout = renamed_option(
@@ -55,14 +91,21 @@ async def run_service(
         else:
             installed.append(signum)
     lost: ConnectionLost | None = None
+    service = RunningService(bus, listeners)
+    started: list[ServiceCompanion] = []
     try:
+        for companion in companions:
+            await companion.start(service)
+            started.append(companion)
         for listener in listeners:
             await listener.listen()
+        service.started = True
         logger.info("service running with %d listener(s) on %s", len(listeners), bus.url)
         lost = await _until_stopped_or_lost(stop, bus)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+        service.draining = True
         for listener in listeners:
             listener.pause()
         results = await asyncio.gather(
@@ -72,6 +115,11 @@ async def run_service(
         for listener, result in zip(listeners, results, strict=True):
             if isinstance(result, BaseException):
                 logger.error("closing %s failed: %r", type(listener).__name__, result)
+        for companion in reversed(started):
+            try:
+                await companion.close()
+            except Exception as error:
+                logger.error("closing %s failed: %r", type(companion).__name__, error)
         await bus.close()
         logger.info("service stopped")
     if lost is not None:

@@ -13,6 +13,8 @@ from common_events import (
     Listener,
     Message,
     Publisher,
+    RunningService,
+    ServiceCompanion,
     TicketCreatedEvent,
     connect,
     run_service,
@@ -129,3 +131,51 @@ async def test_shutdown_timeout_still_works_with_a_deprecation_warning() -> None
 async def _set_when(happened: asyncio.Event, then: asyncio.Event) -> None:
     await happened.wait()
     then.set()
+
+
+class RecordingCompanion:
+    """A companion that records what it saw of the service at each step."""
+
+    def __init__(self, name: str, journal: list[str]) -> None:
+        self.name = name
+        self.journal = journal
+
+    async def start(self, service: RunningService) -> None:
+        listening = [listener.listening for listener in service.listeners]
+        self.journal.append(f"{self.name} start (listening={listening})")
+        self.service = service
+
+    async def close(self) -> None:
+        self.journal.append(
+            f"{self.name} close (draining={self.service.draining}, "
+            f"bus closed={self.service.bus.closed})"
+        )
+
+
+async def test_companions_start_before_the_listeners_and_close_after_the_drain() -> None:
+    bus = await connect("memory://")
+    listener = SlowListener(bus)
+    journal: list[str] = []
+    first, second = RecordingCompanion("first", journal), RecordingCompanion("second", journal)
+    assert isinstance(first, ServiceCompanion)
+    stop = asyncio.Event()
+    service = asyncio.create_task(
+        run_service(bus, listener, stop=stop, signals=(), companions=[first, second])
+    )
+    await TicketCreatedPublisher(bus).publish(ticket(1))
+    await asyncio.wait_for(listener.started.wait(), 5)
+    assert first.service.started and not first.service.draining
+
+    stop.set()
+    await asyncio.wait_for(listener.paused.wait(), 5)
+    assert first.service.draining
+    listener.release.set()
+    await asyncio.wait_for(service, 10)
+
+    assert journal == [
+        "first start (listening=[False])",
+        "second start (listening=[False])",
+        "second close (draining=True, bus closed=False)",
+        "first close (draining=True, bus closed=False)",
+    ]
+    assert listener.finished == ["t1"]
