@@ -1,4 +1,4 @@
-"""Looking for a secret where it must never be, and a TCP proxy that cuts connections.
+"""Looking for a secret where it must never be.
 
 ``assert_secret_nowhere`` formats every captured log record (message, arguments,
 traceback) and every object or exception handed to it (``str``, ``repr``, the whole
@@ -7,13 +7,19 @@ chained traceback) and fails on the first that contains the secret.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import socket
 import traceback
 from collections.abc import Iterable
+
+__all__ = [
+    "assert_secret_nowhere",
+    "closed_port",
+    "new_secret",
+    "record_texts",
+    "texts_of",
+]
 
 _FORMATTER = logging.Formatter("%(name)s %(levelname)s %(message)s")
 
@@ -55,65 +61,3 @@ def assert_secret_nowhere(
     for value in values:
         for text in texts_of(value):
             assert secret not in text, f"secret in {type(value).__name__}: {text}"
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to ``target_port``; ``cut()`` drops every connection
-    as a broken network would, and new connections are forwarded again."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.connections = 0
-
-    async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(
-                "127.0.0.1", self.target_port
-            )
-        except OSError:
-            writer.close()
-            return
-        self._writers.update((writer, upstream_writer))
-        pumps = [
-            asyncio.ensure_future(self._pump(reader, upstream_writer)),
-            asyncio.ensure_future(self._pump(upstream_reader, writer)),
-        ]
-        self._tasks.update(pumps)
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        for pump in pumps:
-            pump.cancel()
-        for side in (writer, upstream_writer):
-            side.close()
-            self._writers.discard(side)
-
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-
-    def cut(self) -> None:
-        """Close every forwarded connection at once (both sides)."""
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -16,8 +16,9 @@ from common_events.stan import Client as STAN
 from common_events.transports.base import SubscriptionOptions
 from common_events.transports.nats_connection import Connected, Reconnecting
 from common_events.transports.stan import StanTransport, connect
+from tests.faults.proxy import TcpProxy
 from tests.fixtures.stan import ServerFactory, StanServer
-from tests.stan.leaks import TcpProxy, assert_secret_nowhere, closed_port, new_secret
+from tests.stan.leaks import assert_secret_nowhere, closed_port, new_secret
 from tests.support.collect import Collector
 
 USER = "tickets"
