@@ -19,7 +19,7 @@ from typing import Any, Literal
 from common_events.contracts.schema import DIALECT, Schema, export_schemas, member_name
 from common_events.events.subjects import Subjects
 
-log = logging.getLogger("common_events.contracts.asyncapi")
+logger = logging.getLogger(__name__)
 
 ASYNCAPI_VERSION = "3.0.0"
 SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
@@ -160,7 +160,7 @@ def dump_document(document: Mapping[str, Any], document_format: DocumentFormat) 
         # Imported by name so that type-checking the package needs no PyYAML stubs.
         yaml: Any = importlib.import_module("yaml")
     except ModuleNotFoundError:
-        log.warning(
+        logger.warning(
             "PyYAML is not installed (pip install 'common-events[yaml]'); writing JSON, "
             "which is valid YAML 1.2"
         )

@@ -24,12 +24,15 @@ structural comparison.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from common_events.contracts.schema import Schema
+
+logger = logging.getLogger(__name__)
 
 
 class Mode(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from common_events.events.base import Event
@@ -16,6 +17,8 @@ from common_events.events.models import (
     TicketUpdatedEvent,
 )
 from common_events.events.subjects import OrderStatus, Subjects
+
+logger = logging.getLogger(__name__)
 
 _TICKET = "6563f1a2b4c5d6e7f8091a2b"
 _ORDER = "6563f1c9b4c5d6e7f8091a3c"

@@ -29,7 +29,7 @@ from common_events.events.base import Event, WireModel
 from common_events.events.registry import EVENT_TYPES
 from common_events.events.subjects import Subjects
 
-log = logging.getLogger("common_events.contracts")
+logger = logging.getLogger(__name__)
 
 Schema = dict[str, Any]
 """A JSON Schema as a plain JSON value."""
@@ -95,7 +95,7 @@ def write_schemas(directory: Path, schemas: Mapping[str, Schema]) -> list[Path]:
         path = directory / schema_file_name(subject)
         path.write_text(dumps(schema), encoding="utf-8")
         written.append(path)
-    log.info("wrote %d schemas to %s", len(written), directory)
+    logger.info("wrote %d schemas to %s", len(written), directory)
     return written
 
 
