@@ -47,8 +47,7 @@ def generator_python() -> Path:
     if not marker.exists():
         venv.create(GENERATOR_ENV, clear=True, with_pip=False)
         installed = subprocess.run(
-            [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-             GENERATOR],
+            [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", GENERATOR],
             timeout=600,
             check=False,
         )
