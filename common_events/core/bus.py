@@ -77,6 +77,11 @@ class Bus:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def connected(self) -> bool:
+        """Calls reach the broker now; ``False`` while reconnecting, lost or closed."""
+        return not self._closed and self._lost is None and self.transport.connected
+
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PublishAck:

@@ -124,6 +124,12 @@ class Transport(Protocol):
     @property
     def url(self) -> str: ...
 
+    @property
+    def connected(self) -> bool:
+        """Calls reach the broker now: ``False`` while connecting, while reconnecting
+        after an outage, and once lost or closed. Health checks read it."""
+        ...
+
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PublishAck:

@@ -379,6 +379,11 @@ class MemoryTransport:
     def url(self) -> str:
         return self._url
 
+    @property
+    def connected(self) -> bool:
+        """An in-process broker is reachable until ``close()``."""
+        return not self._closed
+
     def _check_open(self) -> None:
         if self._closed:
             raise TransportClosed("the memory transport is closed")

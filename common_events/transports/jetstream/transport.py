@@ -70,6 +70,11 @@ class JetStreamTransport:
         return self._url
 
     @property
+    def connected(self) -> bool:
+        """Up now: ``False`` while nats-py reconnects, and once lost or closed."""
+        return not self._closing and self._connection.connected
+
+    @property
     def stream(self) -> str:
         return self.options.stream
 

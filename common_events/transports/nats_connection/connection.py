@@ -82,6 +82,13 @@ class NatsConnection:
     def state(self) -> ConnectionState:
         return self._state
 
+    @property
+    def connected(self) -> bool:
+        """Up now; a connection the caller made (``adopt``) is asked directly."""
+        if not isinstance(self._state, Connected):
+            return False
+        return self.owned or self.client.is_connected
+
     def _set_state(self, state: ConnectionState) -> None:
         self._state = state
         changed, self._state_changed = self._state_changed, asyncio.Event()

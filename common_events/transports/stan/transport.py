@@ -77,6 +77,11 @@ class StanTransport:
     def is_connected(self) -> bool:
         return self._client.is_connected
 
+    @property
+    def connected(self) -> bool:
+        """The session is open and its NATS connection up (not reconnecting)."""
+        return self._client.is_connected and self._client.connection.connected
+
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PublishAck:
