@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common_events import Bus
+from common_events import Bus, RunningService
 from common_events.outbox.backoff import Backoff
 from common_events.outbox.claim import BatchResult, ClaimKind, PendingEvent, choose_claim
 from common_events.outbox.tables import OutboxRecord
@@ -173,8 +173,12 @@ class OutboxRelay:
 
     # -- life cycle ------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Run the relay in a task until ``close()``."""
+    async def start(self, service: RunningService | None = None) -> None:
+        """Run the relay in a task until ``close()``.
+
+        A relay is a ``run_service`` companion (``companions=[relay]``): the service
+        starts it before its listeners subscribe and closes it after they drained,
+        before the connection closes. ``service`` is not needed here."""
         if self.running:
             return
         self._stop.clear()

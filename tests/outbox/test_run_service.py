@@ -1,13 +1,10 @@
-"""``run_service(..., relays=[relay])`` starts the relay with the listeners and closes it
-before the connection. Pending in the core: until ``run_service`` takes ``relays``,
-services start and close the relay themselves (docs/outbox.md) and this test skips."""
+"""``run_service(..., companions=[relay])`` starts the relay with the listeners and closes
+it before the connection."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from common_events import connect, run_service
@@ -21,11 +18,6 @@ from tests.outbox.support import (
     ticket_event,
 )
 
-pytestmark = pytest.mark.skipif(
-    "relays" not in inspect.signature(run_service).parameters,
-    reason="pending: run_service does not take relays= yet",
-)
-
 
 async def test_run_service_starts_and_closes_the_relay(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
@@ -37,7 +29,9 @@ async def test_run_service_starts_and_closes_the_relay(
     relay = OutboxRelay(bus, engine, outbox=outbox, poll_interval=60)
     stop = asyncio.Event()
     listener = TicketCreatedRecorder(bus, received)
-    service = asyncio.create_task(run_service(bus, listener, relays=[relay], stop=stop, signals=()))
+    service = asyncio.create_task(
+        run_service(bus, listener, companions=[relay], stop=stop, signals=())
+    )
     try:
         await eventually(lambda: relay.running, 10, "run_service started the relay")
         async with sessions.begin() as session:
