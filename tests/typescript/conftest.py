@@ -21,12 +21,11 @@ from tests.support.servers import missing
 from tests.typescript.npm import (
     PACKAGE_NAME,
     NpmRegistry,
-    RegistryStartError,
     install_tools,
     node_available,
     output_of,
-    public_registry,
     run,
+    start_registry,
 )
 from tests.typescript.service import NodeApp
 
@@ -50,11 +49,7 @@ def node_tools() -> None:
 def npm_registry(
     node_tools: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NpmRegistry]:
-    registry = NpmRegistry(tmp_path_factory.mktemp("verdaccio"), uplink=public_registry())
-    try:
-        registry.start()
-    except RegistryStartError as error:
-        pytest.fail(str(error))
+    registry = start_registry(tmp_path_factory.mktemp("verdaccio"))
     yield registry
     registry.stop()
 

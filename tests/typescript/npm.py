@@ -26,7 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from common_events.testing.servers import free_loopback_port
+from tests.support.servers import missing
 
 NODE_PROJECT = Path(__file__).parent
 NODE_MODULES = NODE_PROJECT / "node_modules"
@@ -70,6 +73,17 @@ def public_registry() -> str:
     result = run(["npm", "config", "get", "registry"], timeout=60)
     url = result.stdout.strip() if result.returncode == 0 else ""
     return url if url.startswith(("http://", "https://")) else PUBLIC_REGISTRY
+
+
+def reachable(url: str) -> bool:
+    """Whether the registry at ``url`` answers at all (npm's own ping)."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/-/ping", timeout=15):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, if not with 200
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 def npm_environment(home: Path, **extra: str) -> dict[str, str]:
@@ -275,6 +289,23 @@ class NpmRegistry:
         if not manifest.is_file():
             return []
         return sorted(json.loads(manifest.read_text()).get("versions", {}))
+
+
+def start_registry(workdir: Path) -> NpmRegistry:
+    """A running registry in ``workdir`` that proxies the machine's public registry;
+    skips (fails under COMMON_EVENTS_REQUIRE_SERVERS=1) when that does not answer."""
+    uplink = public_registry()
+    if not reachable(uplink):
+        missing(
+            f"{uplink} does not answer; the private registry proxies the public packages "
+            "(ajv, node-nats-streaming, @types/node) from it"
+        )
+    registry = NpmRegistry(workdir, uplink=uplink)
+    try:
+        registry.start()
+    except RegistryStartError as error:
+        pytest.fail(str(error))
+    return registry
 
 
 def node_available() -> str | None:

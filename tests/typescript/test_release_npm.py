@@ -21,9 +21,8 @@ from tests.typescript.npm import (
     PASSWORD,
     USERNAME,
     NpmRegistry,
-    RegistryStartError,
     npm_environment,
-    public_registry,
+    start_registry,
 )
 
 pytestmark = pytest.mark.slow
@@ -80,11 +79,7 @@ def release_registry(
 ) -> Iterator[NpmRegistry]:
     """A registry of its own: the release publishes this version, which the other
     tests' registry has already."""
-    registry = NpmRegistry(tmp_path_factory.mktemp("release-registry"), uplink=public_registry())
-    try:
-        registry.start()
-    except RegistryStartError as error:
-        pytest.fail(str(error))
+    registry = start_registry(tmp_path_factory.mktemp("release-registry"))
     yield registry
     registry.stop()
 
@@ -232,11 +227,7 @@ COVERED_BY_TESTS_RELEASE = ("release.py build", "pip install", "release.py uploa
 
 @pytest.fixture
 def empty_registry(node_tools: None, tmp_path: Path) -> Iterator[NpmRegistry]:
-    registry = NpmRegistry(tmp_path / "registry", uplink=public_registry())
-    try:
-        registry.start()
-    except RegistryStartError as error:
-        pytest.fail(str(error))
+    registry = start_registry(tmp_path / "registry")
     yield registry
     registry.stop()
 
