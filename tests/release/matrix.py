@@ -90,11 +90,11 @@ def requires_dist(distributions: Distributions) -> list[str]:
 
 
 def runtime_requirements(distributions: Distributions) -> list[Requirement]:
-    """The wheel's dependencies outside any extra."""
+    """The wheel's dependencies outside any extra, as they apply to this Python."""
     return [
         requirement
         for requirement in map(Requirement, requires_dist(distributions))
-        if requirement.marker is None or "extra" not in str(requirement.marker)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""})
     ]
 
 
