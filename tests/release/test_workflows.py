@@ -96,6 +96,29 @@ def test_ci_lints_type_checks_tests_every_python_and_checks_the_build() -> None:
     assert "workflow_call" in triggers(ci)
 
 
+def test_ci_runs_the_dependency_matrix_on_every_python() -> None:
+    steps = load("ci.yml")["jobs"]["test"]["steps"]
+    pytest_runs = [step["run"] for step in steps if "python -m pytest" in step.get("run", "")]
+    assert len(pytest_runs) == 1
+    # The whole suite: nothing deselects the slow tests, the matrix among them.
+    arguments = pytest_runs[0].split("python -m pytest", 1)[1].split()
+    assert "-m" not in arguments and "--deselect" not in arguments, arguments
+    # Nor narrowed to some paths: pytest collects its testpaths, tests/release among them.
+    assert [a for a in arguments if not a.startswith("-")] == [], arguments
+    assert (ROOT / "tests" / "release" / "test_dependency_matrix.py").is_file()
+
+
+def test_ci_runs_make_demo_on_a_fresh_checkout() -> None:
+    demo = load("ci.yml")["jobs"]["demo"]
+    runs = [step.get("run", "") for step in demo["steps"]]
+    uses = [step.get("uses", "") for step in demo["steps"]]
+    assert any(u.startswith("actions/checkout@") for u in uses)
+    # No pip step of its own: what `make demo` installs is all there is.
+    assert [run for run in runs if "pip install" in run] == []
+    assert any(run.startswith("make demo") for run in runs)
+    assert any('import pytest' in run for run in runs)
+
+
 def test_the_release_runs_on_version_tags_after_ci() -> None:
     release = load("release.yml")
     assert triggers(release) == {"push": {"tags": ["v*"]}}
