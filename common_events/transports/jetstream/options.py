@@ -25,9 +25,12 @@ _INTERNAL = frozenset({"skip_subject_validation"})
 class JetStreamOptions(NatsOptions):
     """Everything ``connect(url, **options)`` accepts besides the URL and the subjects.
 
-    The connection part (user, password, token, creds_file, tls, tls_hostname, name and
-    the timeouts) is ``NatsOptions``; secrets never show in ``repr``. A user and password
-    may also be in the URL (``nats://user:pass@host:4222``). Times are in seconds.
+    The connection part (user, password, token, creds_file, nkeys_seed, tls,
+    tls_hostname, name and the timeouts) is ``NatsOptions``; secrets never show in
+    ``repr``. A user and password may also be in the URL (``nats://user:pass@host:4222``).
+    ``creds_file`` is a ``.creds`` file of ``nsc generate creds`` (operator mode),
+    ``nkeys_seed`` a file holding a user's NKey seed alone (docs/authentication.md).
+    Times are in seconds.
     """
 
     # The connection defaults of this transport, kept from before the shared layer.

@@ -175,8 +175,8 @@ async def connect(
     ``subjects``: every subject the stream must store; ``common_events.connect()`` passes
     each event subject and its dead-letter subject. Without them an existing stream is
     used as it is, and a missing one is refused with ``ConfigurationError``.
-    Options: see ``JetStreamOptions`` (user, password, token, creds_file, tls, stream,
-    replicas, duplicate_window, publish_timeout...).
+    Options: see ``JetStreamOptions`` (user, password, token, creds_file, nkeys_seed, tls,
+    stream, replicas, duplicate_window, publish_timeout...).
     """
     settings = JetStreamOptions.from_kwargs(dict(options))
     wanted = tuple(dict.fromkeys(subjects or ()))

@@ -18,6 +18,11 @@ from nats.aio.client import Client
 
 from common_events.errors import AuthenticationError, ConnectError, ConnectionLost
 from common_events.transports.base import ConnectionLostCallback
+from common_events.transports.nats_connection.credentials import (
+    UserKey,
+    read_creds_file,
+    read_seed_file,
+)
 from common_events.transports.nats_connection.errors import (
     Operation,
     classify_nats_error,
@@ -67,6 +72,12 @@ class NatsConnection:
         self._error_listeners: list[ErrorListener] = []
         self._connect_errors: list[BaseException] = []
         self._fatal = asyncio.Event()
+        self._closing_tasks: set[asyncio.Future[None]] = set()
+        self._user_key: UserKey | None = None
+        # Refusals of our credentials since the connection was last up, and the
+        # refusal that ended it, if one did.
+        self._refusals = 0
+        self._refused: BaseException | None = None
 
     @classmethod
     def adopt(cls, client: Client, *, name: str | None = None) -> NatsConnection:
@@ -114,6 +125,8 @@ class NatsConnection:
         """The client, or the error that says why it cannot be used for ``what``."""
         state = self._state
         if isinstance(state, Lost):
+            if self._refused is not None:
+                raise AuthenticationError(f"{what}: {state.error}")
             raise ConnectionLost(f"{what}: {state.error}")
         if isinstance(state, Closed):
             raise ConnectionLost(f"{what}: the connection is closed")
@@ -125,6 +138,15 @@ class NatsConnection:
 
     async def open(self) -> None:
         options = self.options
+        try:
+            # Before anything is sent: a file that cannot work says why now.
+            if options.creds_file is not None:
+                self._user_key = read_creds_file(options.creds_file)
+            elif options.nkeys_seed is not None:
+                self._user_key = read_seed_file(options.nkeys_seed)
+        except BaseException:
+            self._set_state(Closed())
+            raise
         kwargs: dict[str, Any] = {
             "servers": list(self.servers.servers),
             "name": self.name,
@@ -147,6 +169,7 @@ class NatsConnection:
             ("password", options.password),
             ("token", options.token),
             ("user_credentials", None if options.creds_file is None else str(options.creds_file)),
+            ("nkeys_seed", None if options.nkeys_seed is None else str(options.nkeys_seed)),
             ("tls", options.tls),
             ("tls_hostname", options.tls_hostname),
         ):
@@ -191,15 +214,8 @@ class NatsConnection:
         where = self.servers.display
         reasons = _describe(seen)
         if any(is_auth_failure(e) for e in seen):
-            hint = (
-                "check the user and password"
-                if self.options.user is not None
-                else "check the token" if self.options.token is not None
-                else "check the credentials file" if self.options.creds_file is not None
-                else "the server wants credentials: pass user/password, token or creds_file"
-            )
             return AuthenticationError(
-                f"NATS at {where} refused the credentials ({reasons}): {hint}"
+                f"NATS at {where} refused the credentials ({reasons}): {self._refusal_hint()}"
             )
         if any(is_tls_failure(e) for e in seen):
             return ConnectError(
@@ -207,6 +223,18 @@ class NatsConnection:
                 "tls=ssl.create_default_context(cafile=...) trusting the server's CA"
             )
         return ConnectError(f"could not connect to NATS at {where}: {reasons}")
+
+    def _refusal_hint(self) -> str:
+        if self._user_key is not None:
+            return self._user_key.refusal_hint()
+        if self.options.user is not None:
+            return "check the user and password"
+        if self.options.token is not None:
+            return "check the token"
+        return (
+            "the server wants credentials: pass user/password, token, creds_file or "
+            "nkeys_seed"
+        )
 
     async def _abandon(self) -> None:
         with contextlib.suppress(Exception):
@@ -226,13 +254,26 @@ class NatsConnection:
             if listener(error):
                 return
         if is_auth_failure(error):
-            # nats-py reports a refused reconnect as a plain error; say what it means.
-            logger.warning("%s: NATS refused the credentials on reconnect (%s)", self.name,
-                           str(error).removeprefix("nats: ").strip())
+            self._refused_on_reconnect(error)
             return
         failure = classify_nats_error(error, Operation.REQUEST, "NATS connection")
         text = str(failure.error) if failure is not None else f"{type(error).__name__}: {error}"
         logger.warning("%s: %s", self.name, text)
+
+    def _refused_on_reconnect(self, error: Exception) -> None:
+        """nats-py reports a refused reconnect as a plain error and tries again; say once
+        what it means, and give up when every server refused twice in a row (as the Go
+        client does): credentials that were revoked or expired stay refused."""
+        self._refusals += 1
+        detail = str(error).removeprefix("nats: ").strip()
+        if self._refusals == 1:
+            logger.warning("%s: NATS refused the credentials on reconnect (%s); retrying",
+                           self.name, detail)
+        if self._refusals >= 2 * max(1, len(self.servers.servers)) and self._refused is None:
+            self._refused = error
+            task = asyncio.ensure_future(self.client.close())
+            self._closing_tasks.add(task)
+            task.add_done_callback(self._closing_tasks.discard)
 
     async def _on_disconnected(self) -> None:
         # nats-py calls this on close() too; only an outage is worth a warning.
@@ -241,16 +282,30 @@ class NatsConnection:
             logger.warning("%s disconnected from NATS; reconnecting", self.name)
 
     async def _on_reconnected(self) -> None:
+        self._refusals = 0
         if isinstance(self._state, Reconnecting | Connected):
             self._set_state(Connected())
         logger.info("%s reconnected to NATS at %s", self.name, self._server_now())
 
     async def _on_closed(self) -> None:
         if isinstance(self._state, Connected | Reconnecting):
-            error = ConnectionLost(
-                f"the NATS connection of {self.name} closed and will not reconnect "
-                f"(servers: {self.servers.display or 'given by the caller'})"
-            )
+            servers = self.servers.display or "given by the caller"
+            refusal = self._refused or self.client.last_error
+            if refusal is not None and is_auth_failure(refusal):
+                # The server revoked or expired the credentials (it closes the connection
+                # with that reason), or refused every reconnect.
+                self._refused = refusal
+                detail = str(refusal).removeprefix("nats: ").strip(" '") or "refused"
+                error = ConnectionLost(
+                    f"the NATS connection of {self.name} closed and will not reconnect: "
+                    f"NATS ({servers}) refused the credentials ({detail}): "
+                    f"{self._refusal_hint()}"
+                )
+            else:
+                error = ConnectionLost(
+                    f"the NATS connection of {self.name} closed and will not reconnect "
+                    f"(servers: {servers})"
+                )
             self._set_state(Lost(error))
             logger.error("%s", error)
             self.lost.fire(error)

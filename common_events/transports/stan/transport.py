@@ -169,6 +169,7 @@ async def connect(
     password: str | None = None,
     token: str | None = None,
     creds_file: str | Path | None = None,
+    nkeys_seed: str | Path | None = None,
     tls: ssl.SSLContext | None = None,
     tls_hostname: str | None = None,
     nats_connection: Client | None = None,
@@ -186,10 +187,13 @@ async def connect(
 
     ``url`` is ``stan://[user:pass@]host:port[,host2:port]``; ``cluster_id`` (default
     ``test-cluster``) and ``client_id`` (default: a fresh random one) may also come from
-    its query string. ``user``/``password``/``token``/``creds_file``/``tls`` go to nats-py
-    (given here, they win over credentials in the URL). Pass ``nats_connection`` to run
-    on a NATS connection you own (it is not closed). ``subjects`` (the core passes the
-    stream's subjects) is not needed: a channel exists once something is published on it.
+    its query string. ``user``/``password``/``token``/``creds_file``/``nkeys_seed``/``tls``
+    go to nats-py (given here, they win over credentials in the URL): ``creds_file`` is a
+    ``.creds`` file of ``nsc generate creds`` (operator mode), ``nkeys_seed`` a file
+    holding a user's NKey seed alone; see docs/authentication.md. Pass
+    ``nats_connection`` to run on a NATS connection you own (it is not closed).
+    ``subjects`` (the core passes the stream's subjects) is not needed: a channel exists
+    once something is published on it.
 
     Like the Go and Node streaming clients, a dropped NATS connection is retried forever
     by default: while the streaming server still knows the client, a reconnect resumes
@@ -234,6 +238,7 @@ async def connect(
                 password=password,
                 token=token,
                 creds_file=creds_file,
+                nkeys_seed=nkeys_seed,
                 tls=tls,
                 tls_hostname=tls_hostname,
                 connect_timeout=connect_timeout,
