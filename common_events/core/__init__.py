@@ -15,6 +15,15 @@ from common_events.core.codec import (
 )
 from common_events.core.listener import Listener
 from common_events.core.message import Message
+from common_events.core.middleware import (
+    DeliveryContext,
+    HandleNext,
+    Middleware,
+    PublishContext,
+    PublishNext,
+    outcome_error,
+    outcome_label,
+)
 from common_events.core.policy import (
     Acked,
     DeadLettered,
@@ -40,17 +49,22 @@ __all__ = [
     "DeadLetterReason",
     "DeadLettered",
     "DeliveryAttempt",
+    "DeliveryContext",
     "EventDecodeError",
     "FailurePolicy",
+    "HandleNext",
     "HandlerResult",
     "LeftForRedelivery",
     "Listener",
     "Message",
+    "Middleware",
     "NotAcked",
     "NotSettled",
     "OutOfOrderLater",
     "Outcome",
     "PublishAck",
+    "PublishContext",
+    "PublishNext",
     "Publisher",
     "RetryLater",
     "RunningService",
@@ -63,6 +77,8 @@ __all__ = [
     "decode_event",
     "encode_dead_letter",
     "encode_event",
+    "outcome_error",
+    "outcome_label",
     "run_service",
     "stream_subjects",
 ]

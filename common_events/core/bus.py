@@ -10,13 +10,20 @@ import asyncio
 import importlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 from common_events.core.codec import stream_subjects
+from common_events.core.middleware import (
+    Middleware,
+    PublishChain,
+    PublishContext,
+    check_middleware,
+)
 from common_events.errors import ConfigurationError, ConnectionLost
+from common_events.events.base import Event
 from common_events.transports.base import (
     MessageHandler,
     PublishAck,
@@ -38,15 +45,25 @@ TRANSPORT_MODULES: Mapping[str, str] = {
     "tls": "common_events.transports.jetstream",
 }
 
+PUBLISH_MANY_WORKERS = 64
+"""Publishes in flight at once in ``publish_many`` when middlewares see each publish."""
+
 
 class Bus:
     """A connection to the event broker, whatever the transport.
 
     Use it as an async context manager, or call ``close()``.
+
+    ``middleware`` runs around every publish and every delivery of the listeners on this
+    bus, the first in the list outermost (``common_events.core.middleware``).
     """
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, *, middleware: Iterable[Middleware] = ()) -> None:
         self.transport = transport
+        self._middleware = check_middleware(middleware)
+        chain = PublishChain(self._middleware, self._publish_context)
+        # None when no middleware does anything on publish: the plain path stays as fast.
+        self._publish_chain = chain if chain else None
         self._closed = False
         self._lost: ConnectionLost | None = None
         self._lost_event = asyncio.Event()
@@ -69,6 +86,11 @@ class Bus:
         return self._lost
 
     @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middlewares of this bus, outermost first."""
+        return self._middleware
+
+    @property
     def url(self) -> str:
         """The transport's URL, without credentials."""
         return self.transport.url
@@ -83,22 +105,68 @@ class Bus:
         return not self._closed and self._lost is None and self.transport.connected
 
     async def publish(
-        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
+        self,
+        subject: str,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        event: Event | None = None,
     ) -> PublishAck:
-        """Publish raw bytes; prefer a ``Publisher``, which validates the event type."""
-        return await self.transport.publish(subject, data, headers)
+        """Publish raw bytes; prefer a ``Publisher``, which validates the event type.
+
+        ``event`` is what ``data`` encodes, for the middlewares to see (a ``Publisher``
+        passes it); it is not sent.
+        """
+        if self._publish_chain is None:
+            return await self.transport.publish(subject, data, headers)
+        return await self._publish_chain(PublishContext(subject, data, headers, event))
 
     async def publish_many(
-        self, subject: str, payloads: Sequence[bytes]
+        self,
+        subject: str,
+        payloads: Sequence[bytes],
+        *,
+        events: Sequence[Event] | None = None,
     ) -> list[PublishAck | Exception]:
-        """Publish raw payloads pipelined; prefer ``Publisher.publish_many``."""
-        return await self.transport.publish_many(subject, payloads)
+        """Publish raw payloads pipelined; prefer ``Publisher.publish_many``.
+
+        One result per payload, in order: its confirmation or its error. With
+        middlewares that see publishes, each payload goes through them on its own
+        (up to ``PUBLISH_MANY_WORKERS`` at once); ``events`` are the events the
+        payloads encode, for them to see.
+        """
+        chain = self._publish_chain
+        if chain is None:
+            return await self.transport.publish_many(subject, payloads)
+        if events is not None and len(events) != len(payloads):
+            raise ValueError("publish_many: events= must match payloads one to one")
+        results: list[PublishAck | Exception | None] = [None] * len(payloads)
+        positions = iter(range(len(payloads)))
+
+        async def worker() -> None:
+            for position in positions:
+                event = events[position] if events is not None else None
+                try:
+                    results[position] = await chain(
+                        PublishContext(subject, payloads[position], None, event)
+                    )
+                except Exception as error:
+                    results[position] = error
+
+        workers = max(1, min(PUBLISH_MANY_WORKERS, len(payloads)))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return [result for result in results if result is not None]
 
     async def subscribe(
         self, subject: str, handler: MessageHandler, options: SubscriptionOptions
     ) -> TransportSubscription:
         """Subscribe a raw handler; prefer a ``Listener``, which decodes and acks."""
         return await self.transport.subscribe(subject, handler, options)
+
+    async def _publish_context(self, context: PublishContext) -> PublishAck:
+        return await self.transport.publish(
+            context.subject, context.data, context.headers or None
+        )
 
     async def close(self) -> None:
         """Close subscriptions (durables survive) and the connection. Idempotent."""
@@ -124,12 +192,16 @@ class Bus:
         return f"Bus(url={self.url!r}, closed={self._closed})"
 
 
-async def connect(url: str | None = None, **options: Any) -> Bus:
+async def connect(
+    url: str | None = None, *, middleware: Iterable[Middleware] = (), **options: Any
+) -> Bus:
     """Connect to the broker at ``url`` and return the bus.
 
     The scheme picks the transport: ``memory://`` (in-process), ``stan://host:port``
     (NATS Streaming; ``cluster_id=``, ``client_id=``), ``nats://host:port`` (JetStream).
     Options are the transport's. With no ``url``, ``COMMON_EVENTS_URL`` is read.
+    ``middleware`` runs around every publish and delivery on the bus, the first in the
+    list outermost (``common_events.core.middleware``).
 
     The transport is told every subject the events travel on and their dead-letter
     subjects (``subjects=``), so a broker that stores messages stores all of them.
@@ -143,6 +215,8 @@ async def connect(url: str | None = None, **options: Any) -> Bus:
             )
     if "subjects" in options:
         raise TypeError("subjects= is not an option: the core passes every event subject")
+    # Checked before connecting, so a wrong list does not leave a connection open.
+    middlewares = check_middleware(middleware)
     scheme = urlsplit(url).scheme.lower()
     module_name = TRANSPORT_MODULES.get(scheme)
     if module_name is None:
@@ -161,4 +235,4 @@ async def connect(url: str | None = None, **options: Any) -> Bus:
         ) from None
     transport: Transport = await module.connect(url, subjects=stream_subjects(), **options)
     logger.info("connected to %s", transport.url)
-    return Bus(transport)
+    return Bus(transport, middleware=middlewares)

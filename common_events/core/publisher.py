@@ -47,10 +47,11 @@ class Publisher(Generic[E]):
         """Send ``event`` as its wire JSON; return once the broker has confirmed it.
 
         Raises ``TypeError`` (before sending anything) for an event of another type, and
-        ``PublishError`` / ``PublishTimeout`` when the broker does not confirm.
+        ``PublishError`` / ``PublishTimeout`` when the broker does not confirm. The bus's
+        middlewares run around the send and may add headers.
         """
         self._check_type(event)
-        ack = await self.bus.publish(self.subject.value, encode_event(event), headers)
+        ack = await self.bus.publish(self.subject.value, encode_event(event), headers, event=event)
         logger.debug("published %s: %s", self.subject.value, ack)
         return ack
 
@@ -67,7 +68,7 @@ class Publisher(Generic[E]):
         for event in batch:
             self._check_type(event)
         payloads = [encode_event(event) for event in batch]
-        results = await self.bus.publish_many(self.subject.value, payloads)
+        results = await self.bus.publish_many(self.subject.value, payloads, events=batch)
         acks = [result for result in results if isinstance(result, PublishAck)]
         if len(acks) == len(batch):
             return acks
