@@ -111,6 +111,13 @@ class JetStreamMessage:
             self._msg.nak(delay=delay if delay and delay > 0 else None), "handing back"
         )
 
+    async def in_progress(self) -> bool:
+        """JetStream's in-progress ack: the consumer's ack wait starts again."""
+        if self._settled:
+            return False
+        await self._settle(self._msg.in_progress(), "reporting progress on")
+        return True
+
     async def _settle(self, call: Awaitable[None], what: str) -> None:
         try:
             await call

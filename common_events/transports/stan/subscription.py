@@ -138,6 +138,10 @@ class StanMessage:
     async def nak(self, delay: float | None = None) -> None:
         """NATS Streaming has no negative ack: the message comes back after ack wait."""
 
+    async def in_progress(self) -> bool:
+        """NATS Streaming has no in-progress ack: ``False``, ack wait runs on."""
+        return False
+
     def __repr__(self) -> str:
         return (
             f"<StanMessage subject={self.subject!r} sequence={self.sequence} "
