@@ -58,7 +58,12 @@ def _only_text_or_datetime(value: Any) -> Any:
 def _to_utc_milliseconds(value: datetime) -> datetime:
     # The wire carries milliseconds (a JavaScript Date has no finer grain); holding
     # exactly what the wire can carry makes a model equal to its own round trip.
-    utc = value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 is a valid ISO-8601 string whose UTC instant has no
+        # datetime; a ValueError makes it an invalid event (dead-lettered), not a crash.
+        raise ValueError("the instant falls outside the years 1 to 9999 in UTC") from None
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 

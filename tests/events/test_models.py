@@ -157,6 +157,12 @@ def test_expires_at_rejects_naive_numbers_and_nonsense(value: Any) -> None:
         OrderCreatedEvent.model_validate_json(json.dumps(order(value)))
 
 
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_expires_at_outside_the_utc_years_is_a_validation_error(value: str) -> None:
+    with pytest.raises(ValidationError, match="outside the years 1 to 9999"):
+        OrderCreatedEvent.model_validate_json(json.dumps(order(value)))
+
+
 def test_expires_at_keeps_milliseconds_like_a_javascript_date() -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=timezone(timedelta(hours=2)))
     event = OrderCreatedEvent.model_validate(order(moment))
