@@ -7,6 +7,7 @@ reason, except under ``COMMON_EVENTS_REQUIRE_SERVERS=1``, where they fail.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,14 @@ import pytest
 
 from tests.auth.nsc import Operator, find_nsc
 from tests.auth.support import SecretWatch
+from tests.support.servers import missing
+
+
+@pytest.fixture(autouse=True)
+def nkeys_installed() -> None:
+    """nats-py signs with the ``nkeys`` package (its ``nkeys`` extra)."""
+    if importlib.util.find_spec("nkeys") is None:
+        missing("the nkeys package is not installed: pip install 'nats-py[nkeys]'")
 
 
 @pytest.fixture(autouse=True)
