@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from common_events.core._event_binding import bound_event_type, check_declared_subject
+from common_events.core._listener_settings import check_on_message, check_settings
 from common_events.core._renamed import renamed_option
 from common_events.core.bus import Bus
 from common_events.core.codec import EventDecodeError, decode_event, encode_dead_letter
@@ -83,7 +84,8 @@ class Listener(ABC, Generic[E]):
     """Seconds before an unacknowledged message is delivered again."""
 
     max_in_flight: ClassVar[int] = 16
-    """At most this many delivered, unacknowledged messages per listener."""
+    """At most this many delivered, unacknowledged messages per listener. This bounds
+    what the broker hands over, not how many handlers run: see ``concurrency``."""
 
     max_deliveries: ClassVar[int] = 10
     """A message whose handler failed (or raised ``OutOfOrder``) on this many deliveries
@@ -94,8 +96,19 @@ class Listener(ABC, Generic[E]):
     for one (memory, JetStream); doubles with each delivery, capped at ``ack_wait``.
     Over NATS Streaming a retry always waits ``ack_wait``."""
 
+    concurrency: ClassVar[int] = 1
+    """Handlers of this listener that may run at once, at most ``max_in_flight``.
+
+    With 1 (the default) messages are handled one after another, in the order the broker
+    delivers them. With more, up to this many handlers run at once and may finish in any
+    order, so a newer version of an entity can reach its handler before an older one:
+    keep the version check of optimistic concurrency (raise ``OutOfOrder``), which makes
+    the early one come back later."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        check_on_message(cls, Listener.on_message)
+        check_settings(cls)
         event = bound_event_type(cls, Listener)
         if event is None:
             return
@@ -107,12 +120,6 @@ class Listener(ABC, Generic[E]):
                 f"{event.__name__}) has no queue_group; set queue_group = "
                 "'<service-name>' so the service's instances split the work"
             )
-        if cls.ack_wait <= 0:
-            raise ListenerDefinitionError(f"{cls.__name__}.ack_wait must be > 0 seconds")
-        if cls.max_in_flight < 1:
-            raise ListenerDefinitionError(f"{cls.__name__}.max_in_flight must be >= 1")
-        if cls.max_deliveries < 1:
-            raise ListenerDefinitionError(f"{cls.__name__}.max_deliveries must be >= 1")
 
     def __init__(self, bus: Bus) -> None:
         if not hasattr(type(self), "event_type"):
@@ -126,6 +133,9 @@ class Listener(ABC, Generic[E]):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # concurrency > 1: deliveries run in tasks of their own, at most `concurrency`.
+        self._workers: set[asyncio.Task[Outcome]] = set()
+        self._slots = asyncio.Semaphore(self.concurrency)
         self.logger = logger.getChild(type(self).__name__)
 
     # -- the part a service writes ---------------------------------------------------
@@ -184,14 +194,14 @@ class Listener(ABC, Generic[E]):
             raise ConfigurationError(f"{type(self).__name__} is already listening")
         self._paused = False
         options = self.subscription_options
-        self._subscription = await self.bus.subscribe(
-            self.subject.value, self._on_delivery, options
-        )
+        handler = self._on_delivery if self.concurrency == 1 else self._start_worker
+        self._subscription = await self.bus.subscribe(self.subject.value, handler, options)
         self.logger.info(
-            "listening to %s (queue group %r, durable %r)",
+            "listening to %s (queue group %r, durable %r, concurrency %d)",
             self.subject.value,
             options.queue_group,
             options.durable_name,
+            self.concurrency,
         )
         return self
 
@@ -201,7 +211,11 @@ class Listener(ABC, Generic[E]):
 
     async def wait_idle(self) -> None:
         """Wait until no handler runs."""
-        await self._idle.wait()
+        while True:
+            await self._idle.wait()
+            if not self._workers:
+                return
+            await asyncio.wait(set(self._workers))
 
     async def close(
         self, drain_timeout: float | None = None, *, grace: float | None = None
@@ -237,6 +251,9 @@ class Listener(ABC, Generic[E]):
                 self._in_flight,
                 drain_timeout,
             )
+            # Abandoned, as the transports abandon the handler they run themselves.
+            for worker in self._workers:
+                worker.cancel()
         if remove_durable:
             await subscription.unsubscribe()
         else:
@@ -247,6 +264,19 @@ class Listener(ABC, Generic[E]):
 
     async def _on_delivery(self, raw: TransportMessage) -> None:
         await self.handle_delivery(raw)
+
+    async def _start_worker(self, raw: TransportMessage) -> None:
+        # The transport awaits this before it hands over the next message: while
+        # `concurrency` handlers run, it waits here, and the broker holds the rest back
+        # (at most max_in_flight delivered, unacknowledged).
+        await self._slots.acquire()
+        worker = asyncio.get_running_loop().create_task(self.handle_delivery(raw))
+        self._workers.add(worker)
+        worker.add_done_callback(self._worker_done)
+
+    def _worker_done(self, worker: asyncio.Task[Outcome]) -> None:
+        self._workers.discard(worker)
+        self._slots.release()
 
     async def handle_delivery(self, raw: TransportMessage) -> Outcome:
         """Run one delivery through the listener and return what became of it.
