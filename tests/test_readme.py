@@ -86,3 +86,26 @@ def test_conformance_doc_examples_run_the_whole_suite_outside_this_repository(
 def test_every_python_block_of_the_conformance_doc_compiles() -> None:
     for block in python_blocks(CONFORMANCE_DOC):
         compile(block, str(CONFORMANCE_DOC), "exec")
+
+
+def test_readme_npm_command_writes_the_package_at_this_version(tmp_path: Path) -> None:
+    import json
+
+    from common_events import __version__
+
+    text = README.read_text()
+    section = text[text.index("## For the Node services") :]
+    (block,) = re.findall(r"```console\n(.*?)```", section, flags=re.DOTALL)[:1]
+    command = block.strip().split()
+    assert command[0] == "common-events"
+    subprocess.run(
+        [sys.executable, "-m", "common_events.cli.main", *command[1:]],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    package = json.loads((tmp_path / "build/npm/package.json").read_text())
+    assert package["name"] == "@ticketing/common-events"
+    assert package["version"] == __version__
+    assert (tmp_path / "build/npm/dist/cjs/index.cjs").is_file()
