@@ -19,12 +19,15 @@ from typing import Any
 
 import pytest
 
+from common_events import __version__
+from common_events.contracts.npm import npm_package, write_npm_package
 from tests.fixtures.stan import StanServer
 from tests.support.servers import missing
 
 INTEROP_DIR = Path(__file__).parent
 PEER = INTEROP_DIR / "peer.js"
 READY_TIMEOUT = 20.0
+NPM_PACKAGE = "@ticketing/common-events"
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +35,8 @@ def node_peer_installed() -> Path:
     node = shutil.which("node")
     if node is None or shutil.which("npm") is None:
         missing("node and npm are needed for the interop tests (Node 18 or later)")
-    if not (INTEROP_DIR / "node_modules" / "node-nats-streaming").is_dir():
+    modules = INTEROP_DIR / "node_modules"
+    if not all((modules / name).is_dir() for name in ("node-nats-streaming", "ajv")):
         result = subprocess.run(
             ["bash", str(INTEROP_DIR / "install.sh")],
             capture_output=True,
@@ -43,6 +47,10 @@ def node_peer_installed() -> Path:
         if result.returncode != 0:
             missing(f"tests/interop/install.sh failed:\n{result.stdout}\n{result.stderr}")
     assert node is not None
+    # The peer takes its subjects and its validation from the npm package generated from
+    # today's models, as the Node services do (`common-events schema npm`).
+    package = npm_package(NPM_PACKAGE, python_version=__version__)
+    write_npm_package(modules / NPM_PACKAGE, package)
     return Path(node)
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Node peer of the interop tests (node-nats-streaming, pinned by
+# Installs the Node peer of the interop tests (node-nats-streaming, and ajv for the
+# generated @ticketing/common-events package the tests write next to them; pinned by
 # package-lock.json) into tests/interop/node_modules. Idempotent: does nothing when the
 # pinned version is installed already.
 set -euo pipefail
@@ -10,10 +11,15 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     exit 1
 fi
 
-wanted="$(node -p "require('./package.json').dependencies['node-nats-streaming']")"
-installed="$(node -p "try { require('./node_modules/node-nats-streaming/package.json').version } catch (e) { '' }")"
-if [[ "$installed" == "$wanted" ]]; then
-    echo "tests/interop: node-nats-streaming $installed already installed"
+# Every pinned dependency already at its version: nothing to do.
+if node -e "
+  const deps = require('./package.json').dependencies
+  for (const [name, wanted] of Object.entries(deps)) {
+    let installed = ''
+    try { installed = require('./node_modules/' + name + '/package.json').version } catch (e) {}
+    if (installed !== wanted) process.exit(1)
+  }"; then
+    echo "tests/interop: node-nats-streaming and ajv already installed"
     exit 0
 fi
 

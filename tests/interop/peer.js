@@ -14,6 +14,8 @@
 
 const fs = require('fs')
 const nats = require('node-nats-streaming')
+// Generated from the Python models by `common-events schema npm` (see conftest.py).
+const { SUBJECTS, parseEventData } = require('@ticketing/common-events')
 
 function report (event) {
   process.stdout.write(JSON.stringify(event) + '\n')
@@ -29,6 +31,11 @@ function connect (url, clusterId, clientId) {
 }
 
 function listen (url, clusterId, clientId, queueGroupName, subjects) {
+  const unknown = subjects.filter((subject) => !SUBJECTS.includes(subject))
+  if (unknown.length > 0) {
+    report({ event: 'error', error: `not an event subject: ${unknown.join(', ')}` })
+    process.exit(2)
+  }
   const stan = connect(url, clusterId, clientId)
   stan.on('connect', () => {
     let ready = 0
@@ -54,8 +61,19 @@ function listen (url, clusterId, clientId, queueGroupName, subjects) {
         } catch (err) {
           parsed = null
         }
+        let valid = true
+        let invalidBecause = null
+        try {
+          parseEventData(msg.getSubject(), raw)
+        } catch (err) {
+          valid = false
+          invalidBecause = String(err.message || err)
+        }
         report({
           event: 'message',
+          // What the package's validator says: the same verdict as a Python listener's.
+          valid,
+          invalidBecause,
           subject: msg.getSubject(),
           sequence: msg.getSequence(),
           redelivered: msg.isRedelivered(),

@@ -113,6 +113,21 @@ async def test_node_receives_every_event_python_publishes_byte_for_byte(
         # The Node service would have written exactly these bytes for this value.
         assert message["restringified"] == message["raw"]
         assert message["redelivered"] is False
+        # The generated npm package's validator accepts what Python wrote.
+        assert message["valid"] is True, message["invalidBecause"]
+
+
+async def test_node_rejects_with_the_generated_validator_what_python_would_reject(
+    node_peers: NodePeers, bus: Bus
+) -> None:
+    node = await node_peers.listen("node-validator", "node-service", ["ticket:created"])
+    invalid = [b'{"id":"t1","title":"no price","version":0,"userId":"u"}', b"not json"]
+    for payload in invalid:
+        await bus.publish("ticket:created", payload)
+
+    messages = await node.wait_for_messages(len(invalid))
+    assert [message["valid"] for message in messages] == [False, False]
+    assert all(message["invalidBecause"] for message in messages)
 
 
 async def test_python_receives_every_event_node_publishes(
