@@ -117,8 +117,10 @@ class Operator:
 
 def user_nkey(binary: Path, path: Path) -> str:
     """Write a fresh user NKey seed to ``path``; return its public key."""
+    # With a store of its own: nsc writes its config wherever it runs.
+    store = path.parent / f".{path.name}-nsc"
     result = subprocess.run(
-        [str(binary), "generate", "nkey", "--user"],
+        [str(binary), "-H", str(store), "generate", "nkey", "--user"],
         capture_output=True, text=True, timeout=30, check=True,
     )  # fmt: skip
     seed, public = (result.stdout + result.stderr).split()[:2]
