@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import UnexpectedEOF
 
 from common_events.errors import AuthenticationError, ConnectError, ConnectionLost
 from common_events.transports.base import ConnectionLostCallback
@@ -78,6 +80,11 @@ class NatsConnection:
         # refusal that ended it, if one did.
         self._refusals = 0
         self._refused: BaseException | None = None
+        # One log line per change of state during an outage, not one per attempt.
+        self._drop_reason: str | None = None
+        self._outage_started = 0.0
+        self._failed_attempts = 0
+        self._last_attempt_error = ""
 
     @classmethod
     def adopt(cls, client: Client, *, name: str | None = None) -> NatsConnection:
@@ -258,7 +265,33 @@ class NatsConnection:
             return
         failure = classify_nats_error(error, Operation.REQUEST, "NATS connection")
         text = str(failure.error) if failure is not None else f"{type(error).__name__}: {error}"
-        logger.warning("%s: %s", self.name, text)
+        if isinstance(self._state, Reconnecting):
+            self._reconnect_failed(text.removeprefix("NATS connection: "))
+        elif isinstance(error, UnexpectedEOF) and isinstance(self._state, Connected):
+            # nats-py reconnects next: the disconnect line says why, once.
+            self._drop_reason = text.removeprefix("NATS connection: ")
+        else:
+            logger.warning("%s: %s", self.name, text)
+
+    def _reconnect_failed(self, reason: str) -> None:
+        """An attempt to reconnect failed: said at attempts 1, 2, 4, 8... and whenever
+        the reason changes; the others at debug level."""
+        self._failed_attempts += 1
+        attempts = self._failed_attempts
+        changed = reason != self._last_attempt_error
+        self._last_attempt_error = reason
+        level = logging.WARNING if changed or attempts & (attempts - 1) == 0 else logging.DEBUG
+        limit = self.options.max_reconnect_attempts
+        of = f" of {limit * max(1, len(self.servers.servers))}" if limit >= 0 else ""
+        logger.log(
+            level,
+            "%s: still reconnecting to NATS after %.1fs, attempt %d%s failed: %s",
+            self.name,
+            time.monotonic() - self._outage_started,
+            attempts,
+            of,
+            reason,
+        )
 
     def _refused_on_reconnect(self, error: Exception) -> None:
         """nats-py reports a refused reconnect as a plain error and tries again; say once
@@ -279,13 +312,30 @@ class NatsConnection:
         # nats-py calls this on close() too; only an outage is worth a warning.
         if isinstance(self._state, Connected) and not self.client.is_closed:
             self._set_state(Reconnecting())
-            logger.warning("%s disconnected from NATS; reconnecting", self.name)
+            self._outage_started = time.monotonic()
+            self._failed_attempts = 0
+            self._last_attempt_error = ""
+            reason, self._drop_reason = self._drop_reason, None
+            limit = self.options.max_reconnect_attempts
+            logger.warning(
+                "%s lost its NATS connection%s; reconnecting every %gs%s",
+                self.name,
+                f" ({reason})" if reason else "",
+                self.options.reconnect_time_wait,
+                f", at most {limit} time(s) per server" if limit >= 0 else "",
+            )
 
     async def _on_reconnected(self) -> None:
         self._refusals = 0
+        outage = ""
+        if isinstance(self._state, Reconnecting):
+            outage = (
+                f" after {time.monotonic() - self._outage_started:.1f}s "
+                f"({self._failed_attempts} failed attempt(s))"
+            )
         if isinstance(self._state, Reconnecting | Connected):
             self._set_state(Connected())
-        logger.info("%s reconnected to NATS at %s", self.name, self._server_now())
+        logger.info("%s reconnected to NATS at %s%s", self.name, self._server_now(), outage)
 
     async def _on_closed(self) -> None:
         if isinstance(self._state, Connected | Reconnecting):
