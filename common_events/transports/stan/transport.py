@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import re
 import ssl
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +33,7 @@ from common_events.transports.nats_connection import (
     redact_url,
 )
 from common_events.transports.stan.protocol import StartPosition
-from common_events.transports.stan.session import ClientOptions, StanClient, new_client_id
+from common_events.transports.stan.session import ClientOptions, StanClient
 from common_events.transports.stan.subscription import StanSubscription
 
 logger = logging.getLogger(__name__)
@@ -87,9 +90,15 @@ class StanTransport:
     ) -> PublishAck:
         if headers and not self._headers_warned:
             # NATS Streaming has no headers; by design metadata never goes into the
-            # payload, so it is left out (said once, not on every publish).
+            # payload, so it is left out. Said once per connection at WARNING (names
+            # only, never values): not on every publish, and not an error, since
+            # middlewares and the outbox relay add headers whatever the transport.
             self._headers_warned = True
-            logger.debug("NATS Streaming has no headers; %d header(s) not sent", len(headers))
+            logger.warning(
+                "NATS Streaming has no message headers: %s not sent, only the payload "
+                "(said once per connection)",
+                ", ".join(sorted(headers)),
+            )
         guid = await (await self._client.publish_async(subject, data))
         return PublishAck(subject=subject, guid=guid)
 
@@ -147,6 +156,32 @@ class StanTransport:
         return f"<StanTransport {self._url} client_id={self.client_id!r}>"
 
 
+_CLIENT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+_CLIENT_ID_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def process_name() -> str:
+    """What a person calls this process: the package run with ``python -m`` or the
+    script or command that started it, spelled as a client id may be
+    (``tickets_service`` -> ``tickets-service``); ``common-events`` when there is none."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        name = spec.name.removesuffix(".__main__")
+    else:
+        program = sys.argv[0] if sys.argv else ""  # "-c" for python -c, "" interactive
+        name = "" if program.startswith("-") else os.path.splitext(os.path.basename(program))[0]
+    name = _CLIENT_ID_UNSAFE.sub("-", name).strip("-")[:48]
+    return name or "common-events"
+
+
+def default_client_id(name: str | None = None) -> str:
+    """``<name>-<16 hex digits>``: ``name`` (else ``process_name()``), so that the
+    monitoring pages tell services apart, and a random part, so that every instance of
+    a service has a client id of its own."""
+    return f"{name or process_name()}-{os.urandom(8).hex()}"
+
+
 def parse_stan_url(url: str) -> ServerList:
     """``stan://[user:pass@]host[:port][,host2[:port]][?cluster_id=..&client_id=..]`` as
     servers for nats-py (no credentials), the credentials, and the query options."""
@@ -165,6 +200,7 @@ async def connect(
     subjects: Sequence[str] = (),
     cluster_id: str | None = None,
     client_id: str | None = None,
+    name: str | None = None,
     user: str | None = None,
     password: str | None = None,
     token: str | None = None,
@@ -186,8 +222,11 @@ async def connect(
     """Open a NATS Streaming session and return it as a ``Transport``.
 
     ``url`` is ``stan://[user:pass@]host:port[,host2:port]``; ``cluster_id`` (default
-    ``test-cluster``) and ``client_id`` (default: a fresh random one) may also come from
-    its query string. ``user``/``password``/``token``/``creds_file``/``nkeys_seed``/``tls``
+    ``test-cluster``) and ``client_id`` may also come from its query string. The
+    default client id is ``<name>-<random>`` (``default_client_id``): ``name`` is the
+    service's name (letters, digits, ``-``, ``_``), by default the program's
+    (``tickets-service`` for ``python -m tickets_service``). The NATS connection is
+    named after the client id. ``user``/``password``/``token``/``creds_file``/``nkeys_seed``/``tls``
     go to nats-py (given here, they win over credentials in the URL): ``creds_file`` is a
     ``.creds`` file of ``nsc generate creds`` (operator mode), ``nkeys_seed`` a file
     holding a user's NKey seed alone; see docs/authentication.md. Pass
@@ -215,7 +254,11 @@ async def connect(
         )
     servers = parse_stan_url(url)
     cluster = cluster_id or servers.query.get("cluster_id") or DEFAULT_CLUSTER_ID
-    client = client_id or servers.query.get("client_id") or new_client_id()
+    if name is not None and not _CLIENT_ID_NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"name {name!r} cannot start a client id: use letters, digits, '-' and '_'"
+        )
+    client = client_id or servers.query.get("client_id") or default_client_id(name)
     if max_pub_acks_inflight < 1:
         raise ConfigurationError("max_pub_acks_inflight must be at least 1")
     if ping_interval <= 0 or ping_max_out < 1:
