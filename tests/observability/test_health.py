@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -26,7 +26,7 @@ from common_events import (
     run_service,
 )
 from common_events.observability.health import HealthEndpoint, readiness
-from common_events.testing.servers import EmbeddedNatsServer, free_loopback_port
+from common_events.testing.servers import EmbeddedNatsServer, StanServer, free_loopback_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -274,3 +274,22 @@ def test_the_port_is_taken_at_start_and_given_back_at_close() -> None:
         await bus.close()
 
     asyncio.run(main())
+
+
+async def test_not_ready_during_a_nats_streaming_outage_then_ready_again(
+    stan_server_factory: Callable[..., StanServer],
+) -> None:
+    # A file store: the restarted server still knows the client, so the session resumes.
+    server = stan_server_factory(file_store=True)
+    bus = await connect(server.url, reconnect_time_wait=0.1)
+    async with service_on(bus) as running:
+        await asyncio.to_thread(server.stop)
+        outage = await until(running.url("/readyz"), 503)
+        assert outage.body == f"not connected to {bus.url} (reconnecting)\n"
+
+        await asyncio.to_thread(server.start)
+        await until(running.url("/readyz"), 200)
+        running.listener.release.set()
+        await TicketCreatedPublisher(bus).publish(ticket(3))
+        async with asyncio.timeout(10):
+            await running.listener.started.wait()
