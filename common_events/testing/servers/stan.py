@@ -13,6 +13,14 @@ how tests show what survives a server restart::
 The life cycle is synchronous (a start takes a fraction of a second): a test can stop,
 kill or restart the server in the middle of its own event loop's work. ``async with``
 waits for readiness without blocking the loop.
+
+``StanCluster`` runs ``size`` nodes as one clustered NATS Streaming service
+(``--clustered``, Raft over file stores, the nodes' NATS servers joined by routes); a
+client given ``cluster.url`` (every node) reaches the leader through any of them::
+
+    with StanCluster() as cluster:
+        bus = await connect(cluster.url, cluster_id=cluster.cluster_id)
+        cluster.leader().kill()
 """
 
 from __future__ import annotations
@@ -32,9 +40,15 @@ from types import TracebackType
 from typing import Any
 
 from common_events.testing.servers.ports import free_loopback_port
-from common_events.testing.servers.process import ServerNotFound, ServerProcess, ServerStartError
+from common_events.testing.servers.process import (
+    ServerNotFound,
+    ServerProcess,
+    ServerStartError,
+    Throwaway,
+)
 
 __all__ = [
+    "StanCluster",
     "StanServer",
     "StanServerNotFound",
     "StanServerStartError",
@@ -52,6 +66,9 @@ INSTALL_HINT = (
 # The monitoring port opens before the streaming part subscribes to its request subjects,
 # so an answer there alone is not enough; this line comes after them.
 _READY_LINE = "Streaming Server is ready"
+# A clustered node logs that line only when it becomes the leader; a follower is ready
+# once its monitoring reports its role.
+_CLUSTER_ROLES = frozenset({"Leader", "Follower"})
 
 
 class StanServerNotFound(ServerNotFound):
@@ -147,6 +164,20 @@ class StanServer(ServerProcess):
         return self.workdir / "store"
 
     @property
+    def clustered(self) -> bool:
+        """Whether this node is one of a clustered service (``--clustered``)."""
+        return "--clustered" in self.extra_args
+
+    @property
+    def node_id(self) -> str | None:
+        """The node id given with ``--cluster_node_id``, if any."""
+        args = self.extra_args
+        for index, arg in enumerate(args[:-1]):
+            if arg == "--cluster_node_id":
+                return args[index + 1]
+        return None
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "server.log"
 
@@ -207,7 +238,7 @@ class StanServer(ServerProcess):
                 raise StanServerStartError(
                     f"{BINARY_NAME} exited with {code}:\n{self.log()[-4000:]}"
                 )
-            if _READY_LINE in self.log() and self._monitor_answers():
+            if self._ready():
                 return
             if time.monotonic() > deadline:
                 log = self.log()
@@ -216,6 +247,20 @@ class StanServer(ServerProcess):
                     f"{BINARY_NAME} not ready after {limit}s:\n{log[-4000:]}"
                 )
             time.sleep(0.02)
+
+    def _ready(self) -> bool:
+        if self.clustered:
+            return self.role() in _CLUSTER_ROLES
+        return _READY_LINE in self.log() and self._monitor_answers()
+
+    def role(self) -> str | None:
+        """``Leader``, ``Follower`` or ``Candidate`` for a clustered node, ``Standalone``
+        otherwise; ``None`` while the monitoring does not answer."""
+        try:
+            role = self.monitor("/streaming/serverz").get("role")
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+            return None
+        return str(role) if role else None
 
     def _monitor_answers(self) -> bool:
         try:
@@ -246,5 +291,137 @@ class StanServer(ServerProcess):
     def cleanup(self) -> None:
         """Stop what still runs and remove the work directory if it was made here."""
         self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class StanCluster(Throwaway):
+    """``size`` nats-streaming-server nodes clustered on 127.0.0.1 (file stores, Raft).
+
+    Each node is a ``StanServer`` in ``nodes`` (kill, stop, start or restart one as a
+    test needs) with its store and Raft log under ``workdir/<node id>``; the nodes' NATS
+    servers are joined by routes, so a client connected to any node reaches the leader.
+    ``extra_args`` go to every node (heartbeat settings...). Ready once a leader is
+    elected and every node reports its role.
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        size: int = 3,
+        *,
+        cluster_id: str = "test-cluster",
+        binary: str | os.PathLike[str] | None = None,
+        extra_args: tuple[str, ...] = (),
+        ready_timeout: float = 30.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a cluster has at least one node")
+        self._own_workdir = workdir is None
+        self.workdir = (
+            Path(workdir)
+            if workdir is not None
+            else Path(tempfile.mkdtemp(prefix="common-events-stan-cluster-"))
+        )
+        self.cluster_id = cluster_id
+        self.ready_timeout = ready_timeout
+        self.node_ids = [f"node{index}" for index in range(size)]
+        route_ports = [free_loopback_port() for _ in range(size)]
+        self.nodes: list[StanServer] = []
+        for index, node_id in enumerate(self.node_ids):
+            routes = ",".join(
+                f"nats://127.0.0.1:{port}" for other, port in enumerate(route_ports)
+                if other != index
+            )
+            clustering = (
+                "--clustered",
+                "--cluster_node_id", node_id,
+                "--cluster_peers", ",".join(self.node_ids),
+                "--cluster_log_path", str(self.workdir / node_id / "raft"),
+                "--cluster", f"nats://127.0.0.1:{route_ports[index]}",
+                "--routes", routes,
+            )  # fmt: skip
+            self.nodes.append(
+                StanServer(
+                    binary,
+                    self.workdir / node_id,
+                    cluster_id=cluster_id,
+                    file_store=True,
+                    extra_args=(*clustering, *extra_args),
+                    ready_timeout=ready_timeout,
+                )
+            )
+
+    @property
+    def url(self) -> str:
+        """Every node, as the STAN transport takes a server list."""
+        return "stan://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    @property
+    def nats_url(self) -> str:
+        return ",".join(node.nats_url for node in self.nodes)
+
+    def start(self, *, wait: bool = True) -> None:
+        """Start every node that is not running (all at once: an election needs a
+        quorum); with ``wait``, return once a leader is elected."""
+        for node in self.nodes:
+            if not node.running:
+                node.start(wait=False)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until every running node reports its role and one of them leads."""
+        limit = timeout if timeout is not None else self.ready_timeout
+        deadline = time.monotonic() + limit
+        for node in self.nodes:
+            if node.running:
+                node.wait_ready(max(0.1, deadline - time.monotonic()))
+        self.leader(max(0.1, deadline - time.monotonic()))
+
+    def leader(self, within: float = 30.0) -> StanServer:
+        """The node that leads now, waiting up to ``within`` seconds for an election."""
+        deadline = time.monotonic() + within
+        while True:
+            for node in self.nodes:
+                if node.running and node.role() == "Leader":
+                    return node
+            if time.monotonic() > deadline:
+                roles = {node.node_id: node.role() for node in self.nodes}
+                raise StanServerStartError(f"no leader within {within}s; roles: {roles}")
+            time.sleep(0.05)
+
+    def __enter__(self) -> StanCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+    async def _enter(self) -> None:
+        # Spawned from this thread (see ServerProcess), only the waiting runs in a worker.
+        self.start(wait=False)
+        await asyncio.to_thread(self.wait_ready)
+
+    async def _exit(self) -> None:
+        await asyncio.gather(*(node._stop(5.0) for node in self.nodes))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def cleanup(self) -> None:
+        """Stop what still runs and remove the work directory if it was made here."""
+        for node in self.nodes:
+            node.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
