@@ -7,8 +7,9 @@ error), when too many PINGs go unanswered, or when the NATS connection closes fo
 nats-py's own reconnect covers short outages while the server still knows the client.
 
 The session does the handshake, the PINGs and the close; its PubAck pipeline
-(``publishing``) and its subscriptions (``subscription``) do the rest and reach the
-session only through their owner protocols.
+(``publishing``), the recovery of publishes caught by an outage (``recovery``) and its
+subscriptions (``subscription``) do the rest and reach the session only through their
+owner protocols.
 
 Why this module is one piece of over 400 lines: connecting, liveness, losing and closing
 are the transitions of one state machine over the same state (the state, the internal
@@ -43,6 +44,7 @@ from common_events.transports.nats_connection import (
 from common_events.transports.stan import protocol
 from common_events.transports.stan.protocol import StartPosition
 from common_events.transports.stan.publishing import PubAckPipeline
+from common_events.transports.stan.recovery import PublishRecovery
 from common_events.transports.stan.subscription import DeliveryHandler, StanSubscription
 
 logger = logging.getLogger(__name__)
@@ -129,6 +131,7 @@ class StanClient:
         # The heartbeat inbox, the PING answers and the PubAcks.
         self._internal_subs: list[Subscription] = []
         self._ping_task: asyncio.Task[None] | None = None
+        self._recovery: PublishRecovery | None = None
         self._pings_out = 0
         self._ping_inbox = ""
         self._ping_payload = b""
@@ -212,6 +215,10 @@ class StanClient:
             self._ping_task = asyncio.create_task(
                 self._ping_loop(), name=f"stan-ping-{self.client_id}"
             )
+        self._recovery = PublishRecovery(
+            self, self._publishing, can_probe=bool(self._ping_payload)
+        )
+        self._recovery.start()
         logger.debug(
             "connected to cluster %r as %r (protocol %d)",
             self.cluster_id,
@@ -325,14 +332,43 @@ class StanClient:
         except protocol.ProtocolError:
             return
         if error:
-            self._lose(
-                ConnectionLost(
-                    f"the NATS Streaming server no longer knows client {self.client_id!r}: "
-                    f"{error}"
-                )
-            )
+            self._lose(self._forgotten(error))
             return
         self._pings_out = 0
+
+    def _forgotten(self, error: str) -> ConnectionLost:
+        return ConnectionLost(
+            f"the NATS Streaming server no longer knows client {self.client_id!r}: {error}"
+        )
+
+    async def probe(self) -> bool:
+        """PING the server now and wait for the answer (the recovery asks after an
+        outage): whether it answered. A server that no longer knows this client loses
+        the session at once."""
+        if self.state is not State.CONNECTED or not self._ping_payload:
+            return False
+        try:
+            reply = await self._nc.request(
+                self.subjects.ping_requests,
+                self._ping_payload,
+                timeout=self.options.connect_timeout,
+            )
+            error = protocol.decode_ping_response_error(reply.data)
+        except protocol.ProtocolError:
+            return False
+        except Exception as exc:
+            failure = classify_nats_error(exc, Operation.REQUEST, "PING")
+            if failure is None:
+                raise
+            if isinstance(failure.error, ConnectionLost):
+                self._lose(ConnectionLost("the NATS connection is closed"))
+            # No responder (no server, or a cluster without leader) or no reply in time.
+            return False
+        if error:
+            self._lose(self._forgotten(error))
+            return False
+        self._pings_out = 0
+        return True
 
     async def _ping_loop(self) -> None:
         ping_requests = self.subjects.ping_requests
@@ -369,6 +405,8 @@ class StanClient:
         task, self._ping_task = self._ping_task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+        if self._recovery is not None:
+            self._recovery.stop()
 
     # -- publishing ----------------------------------------------------------------------
 

@@ -85,6 +85,16 @@ class StanTransport:
         """The session is open and its NATS connection up (not reconnecting)."""
         return self._client.is_connected and self._client.connection.connected
 
+    @property
+    def max_payload(self) -> int | None:
+        """The NATS server's maximum payload; the streaming protocol's frame around each
+        payload is left room by the core (``codec.ENVELOPE_RESERVE``)."""
+        return int(self._client.nats.max_payload)
+
+    @property
+    def carries_headers(self) -> bool:
+        return False
+
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PublishAck:
@@ -215,7 +225,7 @@ async def connect(
     ping_interval: float = 5.0,
     ping_max_out: int = 3,
     handler_grace: float | None = None,
-    reconnect_time_wait: float = 2.0,
+    reconnect_time_wait: float = 0.5,
     max_reconnect_attempts: int = -1,
     on_connection_lost: ConnectionLostCallback | None = None,
 ) -> StanTransport:
@@ -235,10 +245,15 @@ async def connect(
     once something is published on it.
 
     Like the Go and Node streaming clients, a dropped NATS connection is retried forever
-    by default: while the streaming server still knows the client, a reconnect resumes
-    everything, and PINGs tell when it does not. ``on_connection_lost`` is called (it may
-    be a coroutine function) with a ``ConnectionLost`` when the server forgets this
-    client or stops answering PINGs; subscriptions stop and publishes fail from then on.
+    by default (every ``reconnect_time_wait`` seconds, 0.5 by default, so that service
+    resumes within a second of the network or server coming back): while the streaming
+    server still knows the client, a reconnect resumes everything, and PINGs tell when it
+    does not. Publishes waiting for their PubAck when the connection drops, or when a
+    cluster loses its leader, are sent again with the same guid as soon as the server
+    answers again (so a publish caught by an outage may be stored twice: at-least-once).
+    ``on_connection_lost`` is called (it may be a coroutine function) with a
+    ``ConnectionLost`` when the server forgets this client or stops answering PINGs;
+    subscriptions stop and publishes fail from then on.
 
     ``handler_grace`` is deprecated and ignored: closing no longer waits for running
     handlers, the core's ``Listener`` drains them first (``drain_timeout``).
