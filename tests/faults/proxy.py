@@ -4,10 +4,11 @@ broker, with the faults a real network has.
 - ``cut()``: every forwarded connection is reset at once, both ways, as when a link goes
   down and the peers learn it; with ``refuse=True`` new connections are reset as soon as
   they are accepted, until ``restore()``.
-- ``stall()``: a silent partition. Nothing is reset and nothing is forwarded either way;
-  bytes wait (in the proxy and the kernels' buffers) and flow again after ``restore()``,
-  as TCP retransmits after a short outage. A new connection hangs until then. A peer
-  notices only through its own heartbeats.
+- ``stall()``: a silent partition. Nothing is reset and nothing is forwarded either way
+  (or one way: ``to_server=False`` lets the client's bytes through and holds the
+  server's); bytes wait (in the proxy and the kernels' buffers) and flow again after
+  ``restore()``, as TCP retransmits after a short outage, or are dropped by a ``cut()``.
+  A new connection hangs until then. A peer notices only through its own heartbeats.
 
 Used as ``async with TcpProxy(port) as proxy`` or ``await TcpProxy(port).start()`` ...
 ``await proxy.close()``.
@@ -43,8 +44,10 @@ class TcpProxy:
         """Connections accepted so far (refused ones included)."""
         self.link = Link.UP
         self._refusing = False
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self._to_server = asyncio.Event()
+        self._to_server.set()
+        self._to_client = asyncio.Event()
+        self._to_client.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,22 +79,27 @@ class TcpProxy:
         ones too until ``restore()``."""
         self._refusing = refuse
         self.link = Link.CUT if refuse else Link.UP
-        # A stalled link that is cut is cut: nothing waits to flow any more.
-        self._flowing.set()
+        # A stalled link that is cut is cut: what waited to flow is dropped.
+        self._to_server.set()
+        self._to_client.set()
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
 
-    def stall(self) -> None:
-        """Stop forwarding anything, on every connection and on new ones, silently."""
+    def stall(self, *, to_server: bool = True, to_client: bool = True) -> None:
+        """Stop forwarding, silently, towards the server and/or towards the client, on
+        every connection and on new ones."""
         self.link = Link.STALLED
-        self._flowing.clear()
+        for stalled, flowing in ((to_server, self._to_server), (to_client, self._to_client)):
+            if stalled:
+                flowing.clear()
 
     def restore(self) -> None:
         """Forward again: new connections are accepted, stalled bytes flow."""
         self.link = Link.UP
         self._refusing = False
-        self._flowing.set()
+        self._to_server.set()
+        self._to_client.set()
 
     # -- forwarding ----------------------------------------------------------------------
 
@@ -109,7 +117,8 @@ class TcpProxy:
             self._tasks.discard(task)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._flowing.wait()
+        await self._to_server.wait()
+        await self._to_client.wait()
         if self._refusing:
             writer.transport.abort()
             return
@@ -123,8 +132,8 @@ class TcpProxy:
             return
         self._writers.update((writer, upstream_writer))
         pumps = [
-            asyncio.ensure_future(self._pump(reader, upstream_writer)),
-            asyncio.ensure_future(self._pump(upstream_reader, writer)),
+            asyncio.ensure_future(self._pump(reader, upstream_writer, self._to_server)),
+            asyncio.ensure_future(self._pump(upstream_reader, writer, self._to_client)),
         ]
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -136,13 +145,16 @@ class TcpProxy:
                 side.close()
                 self._writers.discard(side)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    @staticmethod
+    async def _pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while True:
                 data = await reader.read(_CHUNK)
                 # Stalled: hold this chunk (and, by not reading, everything behind it),
                 # the end of the stream included, until the link is restored.
-                await self._flowing.wait()
+                await flowing.wait()
                 if not data or writer.transport.is_closing():
                     return
                 writer.write(data)
