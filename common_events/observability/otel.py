@@ -36,9 +36,10 @@ trace of its own.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 try:
+    from opentelemetry import context as otel_context  # type: ignore[import-not-found, unused-ignore]
     from opentelemetry import propagate, trace  # type: ignore[import-not-found, unused-ignore]
     from opentelemetry.context import Context  # type: ignore[import-not-found, unused-ignore]
     from opentelemetry.propagators.textmap import (  # type: ignore[import-not-found, unused-ignore]
@@ -114,6 +115,7 @@ class Tracing(Middleware):
         )
         self._propagator = propagator
         self.system = system
+        self._statics: dict[tuple[str, ...], _Static] = {}
 
     def _textmap(self) -> TextMapPropagator:
         propagator: TextMapPropagator = (
@@ -121,21 +123,32 @@ class Tracing(Middleware):
         )
         return propagator
 
+    def _static(self, key: tuple[str, ...], make: Callable[[], _Static]) -> _Static:
+        # Name and fixed attributes per subject (and listener): built once, copied per span.
+        static = self._statics.get(key)
+        if static is None:
+            static = self._statics[key] = make()
+        return static
+
     async def publish(self, context: PublishContext, call_next: PublishNext) -> PublishAck:
-        attributes: dict[str, str | int] = {
-            SYSTEM: self.system,
-            OPERATION_TYPE: "send",
-            OPERATION_NAME: "publish",
-            DESTINATION: context.subject,
-            BODY_SIZE: len(context.data),
-        }
-        with self._tracer.start_as_current_span(
-            f"publish {context.subject}",
-            kind=SpanKind.PRODUCER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        subject = context.subject
+        name, fixed = self._static(
+            ("publish", subject),
+            lambda: (
+                f"publish {subject}",
+                {
+                    SYSTEM: self.system,
+                    OPERATION_TYPE: "send",
+                    OPERATION_NAME: "publish",
+                    DESTINATION: subject,
+                },
+            ),
+        )
+        attributes = dict(fixed)
+        attributes[BODY_SIZE] = len(context.data)
+        span = self._tracer.start_span(name, kind=SpanKind.PRODUCER, attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
             # In the producer span's context: the consumer's span becomes its child.
             self._textmap().inject(context.headers)
             try:
@@ -146,43 +159,67 @@ class Tracing(Middleware):
             if ack.sequence is not None:
                 span.set_attribute(MESSAGE_ID, str(ack.sequence))
             return ack
+        finally:
+            otel_context.detach(token)
+            span.end()
 
     async def handle(self, context: DeliveryContext, call_next: HandleNext) -> Outcome:
+        propagator = self._textmap()
         headers: Mapping[str, str] = context.headers
         # Never the ambient context: without trace headers a delivery starts a trace.
-        parent = self._textmap().extract(headers, context=_EMPTY) if headers else _EMPTY
-        attributes: dict[str, str | int] = {
-            SYSTEM: self.system,
-            OPERATION_TYPE: "process",
-            OPERATION_NAME: "process",
-            DESTINATION: context.subject,
-            MESSAGE_ID: str(context.sequence),
-            BODY_SIZE: len(context.data),
-            DELIVERY_COUNT: context.delivery_count,
-            LISTENER: context.listener_name,
-        }
-        if context.queue_group:
-            attributes[CONSUMER_GROUP] = context.queue_group
-        with self._tracer.start_as_current_span(
-            f"process {context.subject}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        parent = _EMPTY
+        if headers and any(field in headers for field in propagator.fields):
+            parent = propagator.extract(headers, context=_EMPTY)
+        subject, queue_group, listener = context.subject, context.queue_group, context.listener_name
+        name, fixed = self._static(
+            ("process", subject, queue_group or "", listener),
+            lambda: _process_static(self.system, subject, queue_group, listener),
+        )
+        attributes = dict(fixed)
+        attributes[MESSAGE_ID] = str(context.sequence)
+        attributes[BODY_SIZE] = len(context.data)
+        attributes[DELIVERY_COUNT] = context.delivery_count
+        span = self._tracer.start_span(
+            name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
             outcome = await call_next(context)
-            label = outcome_label(outcome)
-            span.set_attribute(OUTCOME, label)
-            error = outcome_error(outcome)
-            if error is not None:
-                _failed(span, error)
-            elif isinstance(outcome, DeadLettered):
-                span.set_attribute(ERROR_TYPE, label)
-                span.set_status(
-                    Status(StatusCode.ERROR, f"dead-lettered: {outcome.record.reason.value}")
-                )
+            if span.is_recording():
+                _record_outcome(span, outcome)
             return outcome
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+
+_Static = tuple[str, dict[str, str | int]]
+
+
+def _process_static(
+    system: str, subject: str, queue_group: str | None, listener: str
+) -> _Static:
+    attributes: dict[str, str | int] = {
+        SYSTEM: system,
+        OPERATION_TYPE: "process",
+        OPERATION_NAME: "process",
+        DESTINATION: subject,
+        LISTENER: listener,
+    }
+    if queue_group:
+        attributes[CONSUMER_GROUP] = queue_group
+    return f"process {subject}", attributes
+
+
+def _record_outcome(span: Span, outcome: Outcome) -> None:
+    label = outcome_label(outcome)
+    span.set_attribute(OUTCOME, label)
+    error = outcome_error(outcome)
+    if error is not None:
+        _failed(span, error)
+    elif isinstance(outcome, DeadLettered):
+        span.set_attribute(ERROR_TYPE, label)
+        span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {outcome.record.reason.value}"))
 
 
 def _failed(span: Span, error: Exception) -> None:
