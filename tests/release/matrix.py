@@ -236,17 +236,32 @@ def installed_versions(python: Path) -> dict[str, str]:
 
 def copy_tests(destination: Path, suites: Sequence[str]) -> Path:
     """The tests (and the pytest configuration) outside the repository, so that the
-    environment's installed wheel, not the repository's sources, is what they import."""
+    environment's installed wheel, not the repository's sources, is what they import.
+
+    One copy per environment: some tests write into their tree. The Node tools
+    (``node_modules``) are the repository's, linked rather than copied."""
     ignore = shutil.ignore_patterns(
         "__pycache__", "node_modules", ".pytest_cache", ".hypothesis", "*.pyc"
     )
-    for suite in suites:
-        top = suite.split("/")[0]
-        if not (destination / top).exists():
-            shutil.copytree(ROOT / top, destination / top, ignore=ignore)
+    tops = {suite.split("/")[0] for suite in suites}
+    for top in sorted(tops):
+        shutil.copytree(ROOT / top, destination / top, ignore=ignore)
+        for installed in (ROOT / top).glob("*/node_modules"):
+            link = destination / installed.relative_to(ROOT)
+            link.symlink_to(installed, target_is_directory=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, destination / name)
     return destination
+
+
+def install_node_tools() -> None:
+    """Bring the repository's Node tools up to date once, before the environments
+    share them (each install script does nothing when they already are)."""
+    if shutil.which("npm") is None:
+        return  # the tests that need Node say so themselves
+    for script in sorted(ROOT.glob("tests/*/install.sh")):
+        if (script.parent / "package-lock.json").exists():
+            subprocess.run(["bash", str(script)], check=False, timeout=900)
 
 
 def run_suites(python: Path, suites: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
