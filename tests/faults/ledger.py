@@ -113,10 +113,11 @@ class Ledger:
     def now() -> float:
         return time.monotonic()
 
-    def mark(self, moment: str) -> float:
-        """Remember when ``moment`` (``"cut"``, ``"restore"``, ``"kill"``...) happened."""
-        self.marks[moment] = at = self.now()
-        return at
+    def mark(self, moment: str, at: float | None = None) -> float:
+        """Remember when ``moment`` (``"cut"``, ``"restore"``, ``"kill"``...) happened:
+        now, or ``at`` (a time of ``now()``'s clock)."""
+        self.marks[moment] = when = self.now() if at is None else at
+        return when
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -162,9 +163,9 @@ class Ledger:
 
     async def wait_publishing_back(self, moment: str, within: float) -> bool:
         """Wait until every publish in flight at ``moment`` has settled and one started
-        after it was confirmed (call it right after ``mark(moment)``)."""
+        after it was confirmed."""
         at = self.marks[moment]
-        caught = self.unsettled_ids()
+        caught = self.in_flight_at(at)
 
         def back() -> bool:
             return self.newest_confirmed_start >= at and all(
@@ -172,6 +173,22 @@ class Ledger:
             )
 
         return await self.wait_until(back, within)
+
+    def settled_at(self, event_id: str) -> float | None:
+        if event_id in self.confirmed:
+            return self.confirmed[event_id]
+        if event_id in self.failed:
+            return self.failed[event_id][0]
+        return None
+
+    def in_flight_at(self, at: float) -> list[str]:
+        """Publishes started before ``at`` and not settled by then."""
+        caught = []
+        for event_id, began in self.started.items():
+            settled = self.settled_at(event_id)
+            if began < at and (settled is None or settled >= at):
+                caught.append(event_id)
+        return caught
 
     async def wait_confirmed_since(self, moment: str, count: int, within: float) -> bool:
         """Wait until ``count`` publishes started after ``moment`` were confirmed."""
@@ -218,11 +235,7 @@ class Ledger:
         at = self.marks[since]
         settled: dict[str, float] = {**self.confirmed}
         settled.update({event_id: when for event_id, (when, _) in self.failed.items()})
-        in_flight = [
-            event_id
-            for event_id, began in self.started.items()
-            if began < at and settled.get(event_id, float("inf")) >= at
-        ]
+        in_flight = self.in_flight_at(at)
         unsettled = [event_id for event_id in in_flight if event_id not in settled]
         last_settled = max((settled[i] for i in in_flight if i in settled), default=at)
         new_confirmed = [

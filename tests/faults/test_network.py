@@ -57,7 +57,7 @@ async def test_a_cut_shorter_than_the_heartbeat_window(
     assert broker.heartbeat_window > SHORT_CUT
     ledger = Ledger(f"{transport}: network cut {SHORT_CUT:.0f}s (< heartbeat window)")
     async with Service(broker.connect(), ledger) as service:
-        publishing = await Publishing(broker.connect(), ledger).__aenter__()
+        publishing = await Publishing(broker.connect(), ledger).start()
         try:
             assert await ledger.wait_delivered(100, within=15)
             await cut_with_publishes_on_the_wire(ledger, publishing, broker)

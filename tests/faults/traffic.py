@@ -95,6 +95,9 @@ class Publishing:
         self.new_connections = 0
 
     async def __aenter__(self) -> Publishing:
+        return await self.start()
+
+    async def start(self) -> Publishing:
         self._bus = await self._connect()
         self._tasks = [
             asyncio.create_task(self._work(), name=f"publisher-{n}") for n in range(self._workers)
@@ -242,31 +245,41 @@ class Service:
 
 class Probe:
     """Finds when the broker accepts publishes again: short publishes on a subject
-    nobody listens to, on a connection of its own, until one is confirmed."""
+    nobody listens to, on a connection of its own (made before the fault), until one is
+    confirmed."""
 
     def __init__(self, connect: Connect) -> None:
         self._connect = connect
+        self._bus: Bus | None = None
         self.attempts = 0
 
+    async def __aenter__(self) -> Probe:
+        self._bus = await self._connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            with contextlib.suppress(TransportError):
+                await bus.close()
+
     async def accepting(self, within: float) -> float:
-        """The time (``Ledger.now()`` clock) the first confirmed probe was sent."""
+        """When (``Ledger.now()``'s clock) the first confirmed probe was sent."""
         async with asyncio.timeout(within):
-            bus = await connect_until_up(self._connect, within=within)
-            try:
-                while True:
-                    self.attempts += 1
-                    sent = Ledger.now()
-                    try:
-                        await ProbePublisher(bus).publish(
-                            ExpirationCompleteEvent(order_id=f"probe-{self.attempts}")
-                        )
-                    except TransportError:
-                        if bus.lost is not None:
+            while True:
+                bus = self._bus
+                if bus is None or bus.lost is not None:
+                    if bus is not None:
+                        with contextlib.suppress(TransportError):
                             await bus.close()
-                            bus = await connect_until_up(self._connect, within=within)
-                        await asyncio.sleep(_PROBE_PAUSE)
-                        continue
-                    return sent
-            finally:
-                with contextlib.suppress(TransportError):
-                    await bus.close()
+                    self._bus = bus = await connect_until_up(self._connect, within=within)
+                self.attempts += 1
+                sent = Ledger.now()
+                try:
+                    await ProbePublisher(bus).publish(
+                        ExpirationCompleteEvent(order_id=f"probe-{self.attempts}")
+                    )
+                except TransportError:
+                    await asyncio.sleep(_PROBE_PAUSE)
+                    continue
+                return sent
