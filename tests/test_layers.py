@@ -27,7 +27,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / PACKAGE
 
 # What each layer may import besides itself.
 BELOW_CORE = frozenset({"events", "errors", "transports", "core"})
-UPPER = frozenset({"observability", "outbox", "contracts"})
+UPPER = frozenset({"observability", "outbox", "contracts", "migration"})
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "events": frozenset(),
     "errors": frozenset(),
