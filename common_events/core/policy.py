@@ -3,6 +3,8 @@
 Nothing here does I/O or keeps state. ``Listener`` asks the policy at two points (when a
 message arrives, and after its handler ran) and then carries the outcome out: an ack,
 a negative ack with a delay, or a dead-letter record published and then acknowledged.
+When the dead-letter publish fails, the policy says how long the message waits before it
+comes back (``on_dead_letter_failed``): it is never acknowledged unpublished.
 Tests, the demo and middlewares read the same outcome, never the log.
 """
 
@@ -13,6 +15,7 @@ from datetime import datetime
 
 from common_events.core.codec import (
     DeadLetter,
+    DeadLetterMessage,
     DeadLetterReason,
     EventDecodeError,
     dead_letter_subject,
@@ -86,11 +89,18 @@ class DeadLettered(Outcome):
     """``record`` was published on ``subject`` (``dead-letter:<subject>``) and the
     message acknowledged. ``error`` is the exception behind it, if there was one: the
     ``EventDecodeError`` of an invalid payload, or what the handler raised on the last
-    allowed delivery."""
+    allowed delivery.
+
+    ``record`` is the whole record, the original payload included. ``published`` is
+    the message as it went out, in the form that fit the server's maximum payload
+    (inline, original with the record in headers, or truncated); ``None`` on the
+    policy's decision, before the listener published it.
+    """
 
     subject: str
     record: DeadLetter
     error: Exception | None = None
+    published: DeadLetterMessage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +112,14 @@ class LeftForRedelivery(Outcome):
 @dataclass(frozen=True, slots=True)
 class NotSettled(Outcome):
     """Carrying out ``intended`` failed with ``error`` (the broker refused an ack, a
-    negative ack or the dead-letter publish). The message was not settled and comes
-    back after ``ack_wait``. ``intended`` is ``None`` when the listener failed before
-    it had decided."""
+    negative ack or the dead-letter publish). The message was not acknowledged: it comes
+    back after ``ack_wait``, or after ``redelivery_delay`` seconds where it was handed
+    back with a delay (a failed dead-letter publish, on a broker with a negative ack).
+    ``intended`` is ``None`` when the listener failed before it had decided."""
 
     intended: Outcome | None
     error: Exception
+    redelivery_delay: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +132,11 @@ class FailurePolicy:
     retry_delay: float
     """Seconds before the first retry; doubles with each delivery, capped at ``ack_wait``."""
     ack_wait: float
+    dead_letter_retry_delay: float = 30.0
+    """Seconds before a message whose dead-letter publish failed comes back to try
+    again, where the broker has a negative ack (memory, JetStream); NATS Streaming
+    redelivers it after ``ack_wait``. Long, so that a dead-letter subject that refuses
+    everything (a permission, a stream that does not store it) costs little meanwhile."""
 
     def retry_delay_after(self, delivery_count: int) -> float:
         """Seconds to wait before delivery ``delivery_count + 1`` after a failure."""
@@ -170,6 +187,12 @@ class FailurePolicy:
         if isinstance(error, OutOfOrder):
             return OutOfOrderLater(delay, error)
         return RetryLater(delay, error)
+
+    def on_dead_letter_failed(self, outcome: DeadLettered, error: Exception) -> NotSettled:
+        """The dead-letter publish of ``outcome`` failed with ``error``: the message is not
+        acknowledged (it would be lost) but handed back for ``dead_letter_retry_delay``
+        seconds; on its next delivery it is dead-lettered again."""
+        return NotSettled(outcome, error, redelivery_delay=self.dead_letter_retry_delay)
 
     def _dead_letter(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +21,7 @@ from common_events.core import (
     HandlerResult,
     LeftForRedelivery,
     NotAcked,
+    NotSettled,
     Outcome,
     OutOfOrderLater,
     RetryLater,
@@ -143,3 +145,30 @@ def test_outcomes_are_frozen_values() -> None:
         outcome.delay = 1.0  # type: ignore[misc]
     assert isinstance(outcome, Outcome)
     assert Acked() == Acked() and hash(NotAcked()) == hash(NotAcked())
+
+
+def test_a_dead_letter_record_knows_the_size_and_sha256_of_the_original() -> None:
+    outcome = POLICY.on_arrival(attempt(4), paused=False, now=NOW)
+
+    assert isinstance(outcome, DeadLettered)
+    assert outcome.record.payload_size == len(PAYLOAD.encode())
+    assert outcome.record.describes(PAYLOAD.encode())
+    assert outcome.published is None, "the listener says what it published"
+
+
+def test_a_failed_dead_letter_publish_hands_the_message_back_for_a_long_while() -> None:
+    outcome = POLICY.on_arrival(attempt(4), paused=False, now=NOW)
+    assert isinstance(outcome, DeadLettered)
+    error = PermissionError("may not publish on dead-letter:ticket:updated")
+
+    not_settled = POLICY.on_dead_letter_failed(outcome, error)
+
+    assert not_settled == NotSettled(outcome, error, redelivery_delay=30.0)
+    assert POLICY.dead_letter_retry_delay == 30.0 > POLICY.ack_wait
+    quick = dataclasses.replace(POLICY, dead_letter_retry_delay=2.0)
+    assert quick.on_dead_letter_failed(outcome, error).redelivery_delay == 2.0
+
+
+def test_a_refused_ack_is_not_settled_without_a_delay_of_its_own() -> None:
+    # It comes back after ack_wait: nothing handed it back.
+    assert NotSettled(Acked(), RuntimeError("x")).redelivery_delay is None
