@@ -8,6 +8,7 @@ policy (``core/policy.py``) gives: ack, retry after a delay, or dead-letter.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from common_events.core._event_binding import bound_event_type, check_declared_s
 from common_events.core._listener_settings import check_on_message, check_settings
 from common_events.core._renamed import renamed_option
 from common_events.core.bus import Bus
-from common_events.core.codec import EventDecodeError, decode_event, encode_dead_letter
+from common_events.core.codec import EventDecodeError, dead_letter_message, decode_event
 from common_events.core.message import Message
 from common_events.core.policy import (
     DeadLettered,
@@ -356,15 +357,54 @@ class Listener(ABC, Generic[E]):
             if isinstance(outcome, RetryLater | OutOfOrderLater):
                 await raw.nak(outcome.delay)
             elif isinstance(outcome, DeadLettered):
-                # Published before the ack: if this fails, the message is not
-                # acknowledged and comes back, so nothing is lost.
-                await self.bus.publish(outcome.subject, encode_dead_letter(outcome.record))
+                transport = self.bus.transport
+                try:
+                    # The codec picks the form that fits the server's maximum payload.
+                    # (getattr: a transport written before these properties still works,
+                    # as one without a known limit and without headers.)
+                    message = dead_letter_message(
+                        outcome.record,
+                        max_payload=getattr(transport, "max_payload", None),
+                        headers=bool(getattr(transport, "carries_headers", False)),
+                    )
+                    # Published before the ack: if this fails, the message is not
+                    # acknowledged and comes back, so nothing is lost.
+                    await self.bus.publish(outcome.subject, message.data, message.headers)
+                except Exception as error:
+                    not_settled = self.failure_policy.on_dead_letter_failed(outcome, error)
+                    self.logger.error(
+                        "could not send %s #%d to %s (%s: %s); left unacknowledged, it "
+                        "comes back in %gs (after ack_wait where the broker has no "
+                        "negative ack) to try again",
+                        raw.subject,
+                        raw.sequence,
+                        outcome.subject,
+                        type(error).__name__,
+                        error,
+                        not_settled.redelivery_delay,
+                        exc_info=error,
+                    )
+                    # Handed back with a long delay rather than acknowledged: a message
+                    # is never acknowledged before its record is stored.
+                    try:
+                        await raw.nak(not_settled.redelivery_delay)
+                    except Exception as refused:
+                        self.logger.warning(
+                            "could not hand %s #%d back either (%s); it comes back after "
+                            "ack_wait",
+                            raw.subject,
+                            raw.sequence,
+                            refused,
+                        )
+                    return not_settled
                 await raw.ack()
+                outcome = dataclasses.replace(outcome, published=message)
                 self.logger.warning(
-                    "%s #%d sent to %s: %s",
+                    "%s #%d sent to %s (%s): %s",
                     raw.subject,
                     raw.sequence,
                     outcome.subject,
+                    message.form.value,
                     outcome.record.reason.value,
                 )
         except Exception as error:

@@ -130,6 +130,19 @@ class Transport(Protocol):
         after an outage, and once lost or closed. Health checks read it."""
         ...
 
+    @property
+    def max_payload(self) -> int | None:
+        """The largest message the server takes, in bytes (payload and headers, as NATS
+        counts them), as it told at connect; ``None`` where no limit is known. The core
+        keeps every dead-letter message under it."""
+        ...
+
+    @property
+    def carries_headers(self) -> bool:
+        """Whether headers given to ``publish()`` reach the subscribers (memory,
+        JetStream); NATS Streaming has none."""
+        ...
+
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PublishAck:

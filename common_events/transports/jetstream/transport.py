@@ -75,6 +75,15 @@ class JetStreamTransport:
         return not self._closing and self._connection.connected
 
     @property
+    def max_payload(self) -> int | None:
+        """The server's maximum payload, from its INFO (nats-py updates it on reconnect)."""
+        return int(self._connection.client.max_payload)
+
+    @property
+    def carries_headers(self) -> bool:
+        return True
+
+    @property
     def stream(self) -> str:
         return self.options.stream
 
