@@ -8,6 +8,10 @@ server, and it is the first target of the conformance suite.
 
 Durable state lives as long as the ``MemoryBroker`` object: share one broker between
 transports to play several services in one process.
+
+Like a real server it has limits: a message over ``max_payload`` bytes is refused (1 MiB
+by default, as nats-server), and the oldest messages are dropped past ``max_messages``
+or ``max_bytes`` (see ``MemoryBroker``), so a long test run does not grow without bound.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import contextlib
 import itertools
 import logging
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from common_events.errors import TransportClosed
+from common_events.errors import ConfigurationError, PublishError, TransportClosed
 from common_events.transports.base import (
     ConnectionLostCallback,
     MessageHandler,
@@ -36,6 +41,20 @@ logger = logging.getLogger(__name__)
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""nats-server's default maximum payload."""
+DEFAULT_MAX_MESSAGES = 1_000_000
+DEFAULT_MAX_BYTES = 1024**3
+"""Retention defaults: far more than a test suite publishes, far less than a machine has."""
+
+
+def message_size(data: bytes, headers: Mapping[str, str] | None) -> int:
+    """Bytes of a message as nats-server counts them against its maximum payload."""
+    if not headers:
+        return len(data)
+    lines = sum(len(key.encode()) + len(value.encode()) + 4 for key, value in headers.items())
+    return len(data) + len(b"NATS/1.0\r\n") + lines + len(b"\r\n")
+
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
@@ -44,6 +63,48 @@ class StoredMessage:
     data: bytes
     timestamp: datetime
     headers: Mapping[str, str]
+
+
+class _Channel:
+    """The retained messages of one subject: sequences ``first_sequence`` up to
+    ``next_sequence - 1``, oldest first. Sequences go on after the oldest are dropped."""
+
+    __slots__ = ("_head", "_messages", "first_sequence", "next_sequence")
+
+    def __init__(self) -> None:
+        # A list with a moving head: O(1) lookup by sequence, amortised O(1) drop.
+        self._messages: list[StoredMessage | None] = []
+        self._head = 0
+        self.first_sequence = 1
+        self.next_sequence = 1
+
+    def __len__(self) -> int:
+        return len(self._messages) - self._head
+
+    def append(self, stored: StoredMessage) -> None:
+        self._messages.append(stored)
+        self.next_sequence += 1
+
+    def get(self, sequence: int) -> StoredMessage | None:
+        """The message stored under ``sequence``; ``None`` once dropped (or not yet)."""
+        index = sequence - self.first_sequence
+        if 0 <= index < len(self):
+            return self._messages[self._head + index]
+        return None
+
+    def drop_oldest(self) -> StoredMessage:
+        stored = self._messages[self._head]
+        assert stored is not None
+        self._messages[self._head] = None
+        self._head += 1
+        self.first_sequence += 1
+        if self._head >= 1024 and self._head * 2 >= len(self._messages):
+            del self._messages[: self._head]
+            self._head = 0
+        return stored
+
+    def retained(self) -> tuple[StoredMessage, ...]:
+        return tuple(stored for stored in self._messages[self._head :] if stored is not None)
 
 
 @dataclass(slots=True)
@@ -151,8 +212,10 @@ class _SubscriptionState:
         self.subject = subject
         self.key = key
         self.options = options
-        channel = broker.channel(subject)
-        self.next_sequence = 1 if options.deliver_all_available else len(channel) + 1
+        channel = broker._channel(subject)
+        self.next_sequence = (
+            channel.first_sequence if options.deliver_all_available else channel.next_sequence
+        )
         self.pending: dict[int, _Pending] = {}
         self.members: list[_Member] = []
         self._round_robin = itertools.count()
@@ -234,6 +297,7 @@ class _SubscriptionState:
     def _dispatch_once(self, now: float) -> float:
         """Deliver what can be delivered now; return the next loop time to look again."""
         next_due = math.inf
+        channel = self.broker._channel(self.subject)
         # Redeliveries first: they are older than anything new.
         for pending in sorted(self.pending.values(), key=lambda p: p.message.sequence):
             if pending.due > now:
@@ -243,17 +307,24 @@ class _SubscriptionState:
                 # ack_wait ran out: the member no longer holds it.
                 pending.member.in_flight -= 1
                 pending.member = None
+            if channel.get(pending.message.sequence) is None:
+                # Dropped by the retention limits meanwhile: not delivered again, as a
+                # JetStream consumer skips a message its stream no longer holds.
+                del self.pending[pending.message.sequence]
+                continue
             member = self._member_with_room()
             if member is None:
                 return next_due
             self._deliver(pending, member)
             next_due = min(next_due, pending.due)
-        channel = self.broker.channel(self.subject)
-        while self.next_sequence <= len(channel):
+        # Messages dropped before this subscription had them are skipped.
+        self.next_sequence = max(self.next_sequence, channel.first_sequence)
+        while self.next_sequence < channel.next_sequence:
             member = self._member_with_room()
             if member is None:
                 break
-            stored = channel[self.next_sequence - 1]
+            stored = channel.get(self.next_sequence)
+            assert stored is not None
             pending = _Pending(message=stored, deliveries=0, member=None, due=now)
             self.pending[stored.sequence] = pending
             self.next_sequence += 1
@@ -275,38 +346,110 @@ class _SubscriptionState:
 
 
 class MemoryBroker:
-    """The broker: stored messages per subject and the subscription states."""
+    """The broker: stored messages per subject and the subscription states.
 
-    def __init__(self) -> None:
-        self._channels: dict[str, list[StoredMessage]] = {}
+    Its limits are those of a server. A message larger than ``max_payload`` bytes
+    (payload and headers, counted as nats-server counts them) is refused with
+    ``PublishError``. Retention is that of a JetStream stream with limits retention (and
+    of NATS Streaming's channel limits), over all subjects at once: past ``max_messages``
+    messages or ``max_bytes`` bytes, the oldest are dropped, whether or not every
+    subscription has had them or acknowledged them. A subscription that had not received
+    a dropped message skips it; one delivered and not acknowledged is not delivered
+    again. Sequences go on from where they were. The defaults (1,000,000 messages, 1 GiB)
+    hold far more than a test suite publishes.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        for name, value in (
+            ("max_messages", max_messages),
+            ("max_bytes", max_bytes),
+            ("max_payload", max_payload),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive whole number")
+        if max_bytes < max_payload:
+            raise ConfigurationError(
+                f"max_bytes ({max_bytes}) must be at least max_payload ({max_payload}): "
+                "the broker must be able to keep the largest message it takes"
+            )
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.max_payload = max_payload
+        self._channels: dict[str, _Channel] = {}
+        self._order: deque[_Channel] = deque()
+        """The channel of every retained message, in publish order: the oldest first."""
+        self._stored_bytes = 0
+        self._dropped = 0
         self._states: dict[tuple[str, ...], _SubscriptionState] = {}
         self._anonymous = itertools.count(1)
 
-    def channel(self, subject: str) -> list[StoredMessage]:
-        return self._channels.setdefault(subject, [])
+    def _channel(self, subject: str) -> _Channel:
+        channel = self._channels.get(subject)
+        if channel is None:
+            channel = self._channels[subject] = _Channel()
+        return channel
+
+    @property
+    def stored_messages(self) -> int:
+        """Messages retained now, on every subject."""
+        return len(self._order)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes retained now (payloads and headers), on every subject."""
+        return self._stored_bytes
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped so far to keep within ``max_messages`` and ``max_bytes``."""
+        return self._dropped
 
     def subjects(self) -> list[str]:
-        """Every subject something was published on, sorted."""
-        return sorted(subject for subject, stored in self._channels.items() if stored)
+        """Every subject that holds messages, sorted."""
+        return sorted(subject for subject, stored in self._channels.items() if len(stored))
 
     def messages(self, subject: str) -> tuple[StoredMessage, ...]:
-        """Everything stored on ``subject``, oldest first."""
-        return tuple(self._channels.get(subject, ()))
+        """Everything retained on ``subject``, oldest first."""
+        channel = self._channels.get(subject)
+        return channel.retained() if channel is not None else ()
 
     def publish(self, subject: str, data: bytes, headers: Mapping[str, str] | None) -> int:
-        channel = self.channel(subject)
+        size = message_size(data, headers)
+        if size > self.max_payload:
+            raise PublishError(
+                f"publish to {subject!r}: the message is larger than the server's maximum "
+                f"payload ({size} > {self.max_payload} bytes); nothing was stored"
+            )
+        channel = self._channel(subject)
         stored = StoredMessage(
             subject=subject,
-            sequence=len(channel) + 1,
+            sequence=channel.next_sequence,
             data=bytes(data),
             timestamp=datetime.now(UTC),
             headers=MappingProxyType(dict(headers)) if headers else _NO_HEADERS,
         )
         channel.append(stored)
+        self._order.append(channel)
+        self._stored_bytes += size
+        while len(self._order) > self.max_messages or self._stored_bytes > self.max_bytes:
+            self._drop_oldest()
         for state in self._states.values():
             if state.subject == subject:
                 state.wake()
         return stored.sequence
+
+    def _drop_oldest(self) -> None:
+        # Each channel appends in publish order, so the oldest message of all is the
+        # oldest of the channel that comes first here.
+        dropped = self._order.popleft().drop_oldest()
+        self._stored_bytes -= message_size(dropped.data, dropped.headers)
+        self._dropped += 1
 
     def _state_key(self, subject: str, options: SubscriptionOptions) -> tuple[str, ...]:
         if options.queue_group is not None:
@@ -384,6 +527,14 @@ class MemoryTransport:
         """An in-process broker is reachable until ``close()``."""
         return not self._closed
 
+    @property
+    def max_payload(self) -> int | None:
+        return self.broker.max_payload
+
+    @property
+    def carries_headers(self) -> bool:
+        return True
+
     def _check_open(self) -> None:
         if self._closed:
             raise TransportClosed("the memory transport is closed")
@@ -427,14 +578,27 @@ async def connect(
 ) -> MemoryTransport:
     """A transport on a fresh in-process broker. ``broker=`` shares an existing one.
 
-    ``subjects`` (every subject the core publishes on) is accepted and ignored: the
-    in-process broker stores any subject.
+    ``max_messages``, ``max_bytes`` and ``max_payload`` set the fresh broker's limits
+    (see ``MemoryBroker``); a shared broker keeps its own. ``subjects`` (every subject
+    the core publishes on) is accepted and ignored: the in-process broker stores any
+    subject.
     """
     del subjects
     broker = options.pop("broker", None)
     if broker is not None and not isinstance(broker, MemoryBroker):
         raise TypeError(f"broker= must be a MemoryBroker, not {type(broker).__name__}")
+    limits = {name: options.pop(name) for name in _LIMITS if name in options}
     if options:
         raise TypeError(f"unknown options for memory://: {', '.join(sorted(options))}")
+    if broker is None:
+        broker = MemoryBroker(**limits)  # type: ignore[arg-type]
+    elif limits:
+        raise ConfigurationError(
+            f"{', '.join(sorted(limits))} cannot be given with broker=: a shared broker "
+            "keeps the limits it was made with"
+        )
     return MemoryTransport(broker, url)
+
+
+_LIMITS = ("max_messages", "max_bytes", "max_payload")
 
