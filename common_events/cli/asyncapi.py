@@ -24,7 +24,15 @@ def register(subparsers: Any) -> None:
             "payload schema, and the listeners' delivery defaults as operation bindings."
         ),
     )
-    parser.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    parser.add_argument(
+        "--format",
+        choices=["yaml", "json"],
+        default="yaml",
+        help=(
+            "yaml (default; without the yaml extra, JSON is written, which is valid "
+            "YAML 1.2) or json"
+        ),
+    )
     parser.add_argument(
         "-o", "--output", metavar="FILE", type=Path, help="write here instead of stdout"
     )

@@ -23,14 +23,29 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "schema",
         help="JSON Schemas of the events: export, compatibility check, TypeScript, npm",
-        description="JSON Schemas (draft 2020-12) of the events' wire JSON.",
+        description=(
+            "JSON Schemas (draft 2020-12) of the events' wire JSON: export them, check "
+            "today's models against released schemas, write TypeScript, build the npm "
+            "package for the Node services."
+        ),
     )
     commands = parser.add_subparsers(dest="schema_command", metavar="ACTION", required=True)
 
     export = commands.add_parser(
-        "export", help="write one JSON Schema per subject into DIR (ticket.created.json, ...)"
+        "export",
+        help="write one JSON Schema per subject into DIR (ticket.created.json, ...)",
+        description=(
+            "Write one JSON Schema (draft 2020-12) per subject into DIR, named after the "
+            "subject (ticket.created.json, ...), and print the paths written. A release "
+            "exports into common_events/contracts/schemas/VERSION."
+        ),
     )
-    export.add_argument("directory", metavar="DIR", type=Path)
+    export.add_argument(
+        "directory",
+        metavar="DIR",
+        type=Path,
+        help="directory to write into (made if missing; files of the same name replaced)",
+    )
     export.set_defaults(func=run_export)
 
     check = commands.add_parser(
@@ -105,7 +120,12 @@ def register(subparsers: Any) -> None:
             "JSON Schemas and a validator per event. Publish it with npm publish DIR."
         ),
     )
-    npm.add_argument("directory", metavar="DIR", type=Path)
+    npm.add_argument(
+        "directory",
+        metavar="DIR",
+        type=Path,
+        help="directory to write the package into (new, empty, or written here before)",
+    )
     npm.add_argument(
         "--name", required=True, help="the package's name, e.g. @ticketing/common-events"
     )
