@@ -120,8 +120,9 @@ class EventStream:
                 if metadata.num_pending == 0:
                     return
         finally:
-            with contextlib.suppress(TransportError), map_nats_errors(
-                Operation.CLOSE, f"ending the read of {subject!r}"
+            with (
+                contextlib.suppress(TransportError),
+                map_nats_errors(Operation.CLOSE, f"ending the read of {subject!r}"),
             ):
                 await subscription.unsubscribe()
 

@@ -140,8 +140,14 @@ class MigrationPlan:
             _table(
                 ["SUBJECT", "ON STAN", "FIRST", "LAST", "IN STREAM", "TO COPY"],
                 [
-                    [s.subject, str(s.on_stan), str(s.first), str(s.last), str(s.in_stream),
-                     str(s.to_copy)]
+                    [
+                        s.subject,
+                        str(s.on_stan),
+                        str(s.first),
+                        str(s.last),
+                        str(s.in_stream),
+                        str(s.to_copy),
+                    ]
                     for s in self.subjects
                 ],
                 numeric={1, 2, 3, 4, 5},
@@ -153,8 +159,14 @@ class MigrationPlan:
                 _table(
                     ["SUBJECT", "QUEUE GROUP", "DURABLE", "CONSUMER", "STARTS AT STAN #", "HOW"],
                     [
-                        [c.group.subject, c.group.queue_group or "-", c.group.durable_name,
-                         c.consumer.name, str(c.resume_at), c.how]
+                        [
+                            c.group.subject,
+                            c.group.queue_group or "-",
+                            c.group.durable_name,
+                            c.consumer.name,
+                            str(c.resume_at),
+                            c.how,
+                        ]
                         for c in self.consumers
                     ],
                     numeric={4},
@@ -219,13 +231,27 @@ class MigrationReport:
             if s.duplicates or s.out_of_order:
                 check += f" ({s.duplicates} twice, {s.out_of_order} out of order)"
             rows.append(
-                [s.subject, str(s.on_stan), str(s.in_stream), str(s.copied),
-                 s.stan_content[:12], s.stream_content[:12], check]
+                [
+                    s.subject,
+                    str(s.on_stan),
+                    str(s.in_stream),
+                    str(s.copied),
+                    s.stan_content[:12],
+                    s.stream_content[:12],
+                    check,
+                ]
             )
         lines = [
             _table(
-                ["SUBJECT", "ON STAN", "IN STREAM", "COPIED NOW", "STAN SHA-256",
-                 "STREAM SHA-256", "CHECK"],
+                [
+                    "SUBJECT",
+                    "ON STAN",
+                    "IN STREAM",
+                    "COPIED NOW",
+                    "STAN SHA-256",
+                    "STREAM SHA-256",
+                    "CHECK",
+                ],
                 rows,
                 numeric={1, 2, 3},
             )
@@ -236,9 +262,13 @@ class MigrationReport:
                 _table(
                     ["CONSUMER", "SUBJECT", "QUEUE GROUP", "STARTS AT STREAM #", ""],
                     [
-                        [c.start.consumer.name, c.start.group.subject,
-                         c.start.group.queue_group or "-", str(c.stream_sequence),
-                         "created" if c.created else "exists already: left as it is"]
+                        [
+                            c.start.consumer.name,
+                            c.start.group.subject,
+                            c.start.group.queue_group or "-",
+                            str(c.stream_sequence),
+                            "created" if c.created else "exists already: left as it is",
+                        ]
                         for c in self.consumers
                     ],
                     numeric={3},
@@ -354,14 +384,18 @@ class Migration:
                             and not group.online
                             and group.pending
                         ):
-                            unacked = await peek_unacknowledged(
-                                self._stan.client,
-                                name,
-                                queue_group=group.queue_group or group.durable_name,
-                                durable_name=group.durable_name,
-                                pending=group.pending,
-                                ack_wait_seconds=max(1, group.ack_wait),
-                            ) if group.queue_group else None
+                            unacked = (
+                                await peek_unacknowledged(
+                                    self._stan.client,
+                                    name,
+                                    queue_group=group.queue_group or group.durable_name,
+                                    durable_name=group.durable_name,
+                                    pending=group.pending,
+                                    ack_wait_seconds=max(1, group.ack_wait),
+                                )
+                                if group.queue_group
+                                else None
+                            )
                         starts.append(
                             plan_start(
                                 group,
@@ -376,9 +410,7 @@ class Migration:
             if stream is not None:
                 async for message in stream.scan(name):
                     ledger.add(message)
-            subjects.append(
-                SubjectPlan(name, channel.msgs if channel else 0, first, last, ledger)
-            )
+            subjects.append(SubjectPlan(name, channel.msgs if channel else 0, first, last, ledger))
         return MigrationPlan(
             stan=redact_url(options.stan_url),
             cluster_id=options.cluster_id,
@@ -413,8 +445,9 @@ class Migration:
             )
             async for message in stream.scan(subject.subject, start=ledger.scanned_to + 1):
                 ledger.add(message)
-            summaries.append(_summary(subject, result.read, result.copied, result.content,
-                                      result.seconds))
+            summaries.append(
+                _summary(subject, result.read, result.copied, result.content, result.seconds)
+            )
         outcomes: list[ConsumerOutcome] = []
         for start in plan.consumers:
             outcomes.append(await self._create_consumer(stream, plan, start))

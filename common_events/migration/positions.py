@@ -146,9 +146,8 @@ def plan_start(
             group, consumer, after_acked, f"after the last acknowledged, #{group.last_sent}"
         )
     if group.online:
-        problem = (
-            f"{len(group.online)} member(s) online ({', '.join(group.online)})"
-            + (f" and {group.pending} message(s) unacknowledged" if group.pending else "")
+        problem = f"{len(group.online)} member(s) online ({', '.join(group.online)})" + (
+            f" and {group.pending} message(s) unacknowledged" if group.pending else ""
         )
         held = max(group.pending, group.max_in_flight * len(group.online))
         resume = max(channel_first, group.last_sent + 1 - held)
