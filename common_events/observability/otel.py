@@ -19,7 +19,8 @@ span kind                              ``PRODUCER`` / ``CONSUMER``
 ``common_events.listener``             the listener's class name (consumer spans)
 ``common_events.outcome``              what became of the delivery: ``acked``,
                                        ``retried``, ``out_of_order``, ``dead_lettered``...
-``error.type``                         on failure: the exception's class, or the outcome
+``error.type``                         on failure: the exception's class (as
+                                       ``exception.type``), or the outcome
 =====================================  ==============================================
 
 A failed publish, and a delivery whose handler raised (or that was dead-lettered, or
@@ -225,5 +226,8 @@ def _record_outcome(span: Span, outcome: Outcome) -> None:
 def _failed(span: Span, error: Exception) -> None:
     kind = type(error)
     span.record_exception(error)
-    span.set_attribute(ERROR_TYPE, f"{kind.__module__}.{kind.__qualname__}")
+    # Named as the SDK names exception.type: builtins without their module.
+    module = kind.__module__
+    qualified = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    span.set_attribute(ERROR_TYPE, qualified)
     span.set_status(Status(StatusCode.ERROR, f"{kind.__name__}: {error}"))
