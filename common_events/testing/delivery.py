@@ -217,3 +217,6 @@ class _NthDelivery:
 
     async def nak(self, delay: float | None = None) -> None:
         await self._raw.nak(delay)
+
+    async def in_progress(self) -> bool:
+        return await self._raw.in_progress()

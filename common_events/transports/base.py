@@ -94,6 +94,16 @@ class TransportMessage(Protocol):
         """
         ...
 
+    async def in_progress(self) -> bool:
+        """Tell the broker the handler is still working, so ``ack_wait`` starts again
+        and the message is not delivered again meanwhile (memory; JetStream's
+        in-progress ack). Returns whether redelivery is held off: ``True`` once the
+        broker was told (or the message is settled already); ``False`` where the broker
+        has no such message (NATS Streaming) or it is too late (the message was handed
+        to someone else already).
+        """
+        ...
+
 
 ConnectionLostCallback = Callable[[ConnectionLost], object]
 """Told once that a transport's connection is gone for good (not after ``close()``)."""

@@ -167,6 +167,10 @@ class MemoryMessage:
             self._done = True
             self._state.nak(self._pending, self._delivery_count, delay or 0.0)
 
+    async def in_progress(self) -> bool:
+        """Restart this delivery's ``ack_wait``; ``False`` once it ran out already."""
+        return self._done or self._state.touch(self._pending, self._delivery_count)
+
     def __repr__(self) -> str:
         return (
             f"MemoryMessage(subject={self.subject!r}, sequence={self.sequence}, "
@@ -272,6 +276,18 @@ class _SubscriptionState:
                 pending.member = None
             pending.due = asyncio.get_running_loop().time() + max(delay, 0.0)
             self.wake()
+
+    def touch(self, pending: _Pending, delivery_count: int) -> bool:
+        """The handler of this delivery is still working: its ack wait starts again."""
+        current = self.pending.get(pending.message.sequence)
+        if current is not pending or current.deliveries != delivery_count:
+            return False
+        if pending.member is None:
+            # Its ack wait ran out: it is due to be delivered again.
+            return False
+        # The pump wakes at the old deadline, finds it not due and waits again.
+        pending.due = asyncio.get_running_loop().time() + self.options.ack_wait
+        return True
 
     def wake(self) -> None:
         self._wakeup.set()

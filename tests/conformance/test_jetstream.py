@@ -13,8 +13,7 @@ from common_events.transports.base import Transport
 
 
 class TestJetStreamConformance(Conformance):
-    # The transport does not expose JetStream's in-progress ack (yet).
-    features = Features(negative_ack=True, headers=True, in_progress=False)
+    features = Features(negative_ack=True, headers=True, in_progress=True)
 
     @pytest.fixture
     async def transport_factory(

@@ -12,7 +12,7 @@ from common_events.transports.memory import MemoryBroker, MemoryTransport
 
 
 class TestMemoryConformance(Conformance):
-    features = Features(negative_ack=True, headers=True, in_progress=False)
+    features = Features(negative_ack=True, headers=True, in_progress=True)
 
     @pytest.fixture
     async def transport_factory(self) -> AsyncIterator[TransportFactory]:

@@ -114,7 +114,7 @@ class JetStreamMessage:
     async def in_progress(self) -> bool:
         """JetStream's in-progress ack: the consumer's ack wait starts again."""
         if self._settled:
-            return False
+            return True
         await self._settle(self._msg.in_progress(), "reporting progress on")
         return True
 

@@ -139,8 +139,9 @@ class StanMessage:
         """NATS Streaming has no negative ack: the message comes back after ack wait."""
 
     async def in_progress(self) -> bool:
-        """NATS Streaming has no in-progress ack: ``False``, ack wait runs on."""
-        return False
+        """NATS Streaming has no in-progress ack: unacknowledged, the message comes back
+        after ack wait whatever the handler does (``False``)."""
+        return self._acked
 
     def __repr__(self) -> str:
         return (
