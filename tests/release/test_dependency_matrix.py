@@ -101,13 +101,30 @@ def cells(distributions: Distributions) -> dict[str, Environment]:
     return {environment.name: environment for environment in matrix}
 
 
+def selected_cells(request: pytest.FixtureRequest) -> set[str]:
+    """The cells the selected tests of this module look at (``-k lowest`` builds one)."""
+    names: set[str] = set()
+    for item in request.session.items:
+        if getattr(item, "module", None) is not request.module:
+            continue
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "name" in callspec.params:
+            names.add(callspec.params["name"])
+        marker = item.get_closest_marker("cells")
+        if marker is not None:
+            names.update(marker.args)
+    return names
+
+
 @pytest.fixture(scope="module")
-def matrix(distributions: Distributions) -> dict[str, Environment]:
+def matrix(distributions: Distributions, request: pytest.FixtureRequest) -> dict[str, Environment]:
     try:
-        return cells(distributions)
+        every = cells(distributions)
     except InstallFailed as error:
         missing(str(error))
         raise
+    wanted = selected_cells(request)
+    return {name: environment for name, environment in every.items() if name in wanted}
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +204,7 @@ def test_the_environment_holds_what_it_claims(
         )
 
 
+@pytest.mark.cells(*TESTED)
 def test_the_matrix_runs_on_every_protobuf_major(
     cells_running: dict[str, Cell],
 ) -> None:
@@ -244,6 +262,7 @@ def test_the_suites_pass(name: str, cells_running: dict[str, Cell]) -> None:
     assert " passed" in result.stdout.splitlines()[-1]
 
 
+@pytest.mark.cells("demo")
 def test_the_demo_environment_is_less_than_a_third_of_the_dev_toolchain(
     cells_running: dict[str, Cell],
 ) -> None:
@@ -257,6 +276,7 @@ def test_the_demo_environment_is_less_than_a_third_of_the_dev_toolchain(
     assert 3 * size_mb < DEV_TOOLCHAIN_MB, f"{size_mb:.0f} MB"
 
 
+@pytest.mark.cells("demo")
 def test_the_demo_runs_in_the_demo_environment(
     cells_running: dict[str, Cell], tmp_path: Path
 ) -> None:
