@@ -52,7 +52,8 @@ class ConsumerPlan:
     ack_wait: float
     max_ack_pending: int
     max_deliver: int | None
-    """The server's bound on deliveries; ``None`` for unbounded."""
+    """The server's bound on deliveries; ``None`` for unbounded, which is what
+    ``plan_consumer`` always chooses (see there)."""
     inactive_threshold: float | None
 
 
@@ -94,11 +95,11 @@ def plan_consumer(
         deliver_all=options.deliver_all_available,
         ack_wait=options.ack_wait,
         max_ack_pending=max(1, options.max_in_flight),
-        # One delivery more than the core's limit: the core dead-letters a message on
-        # its last failed attempt, but one whose deliveries all timed out (a handler
-        # that hung, a listener shutting down) is only seen as over the limit on the
-        # next delivery. With max_deliver equal to the limit the server would drop it
-        # silently instead; the extra delivery only ever goes to the dead-letter subject.
-        max_deliver=options.max_deliveries + 1 if options.max_deliveries is not None else None,
+        # No server-side bound, whatever max_deliveries says: the core enforces it, and
+        # a message leaves only once the core has stored its dead-letter record. Any
+        # bound of the server's could stop delivering a message whose record could not
+        # be published yet (a refused or unstored dead-letter subject): it would stay in
+        # the stream but never come back to anyone, a silent loss.
+        max_deliver=None,
         inactive_threshold=None if durable else ephemeral_inactive_threshold,
     )
