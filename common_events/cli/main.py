@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 # Each module has ``register(subparsers)``, which adds its subcommand and sets
 # ``func(args) -> int`` as the parser default.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "monitor", "schema", "asyncapi", "migrate")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "monitor", "schema", "asyncapi", "migrate", "bridge")
 
 PROG = "common-events"
 INTERRUPTED = 130
