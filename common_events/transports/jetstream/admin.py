@@ -250,12 +250,18 @@ class StreamAdmin:
         except PermissionDenied as error:
             raise SubscribeError(str(error)) from None
         deliver_policy = api.DeliverPolicy.ALL if plan.deliver_all else api.DeliverPolicy.NEW
+        start_sequence = start_time = None
         if existing is not None and existing.config.deliver_policy is not None:
             deliver_policy = existing.config.deliver_policy
+            # A consumer made at a position (common-events migrate) keeps it on update.
+            start_sequence = existing.config.opt_start_seq
+            start_time = existing.config.opt_start_time
         config = api.ConsumerConfig(
             name=plan.name,
             durable_name=plan.name if plan.durable else None,
             deliver_policy=deliver_policy,
+            opt_start_seq=start_sequence,
+            opt_start_time=start_time,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=plan.ack_wait,
             max_deliver=plan.max_deliver if plan.max_deliver is not None else -1,
