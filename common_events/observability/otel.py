@@ -117,6 +117,9 @@ class Tracing(Middleware):
         self._propagator = propagator
         self.system = system
         self._statics: dict[tuple[str, ...], _Static] = {}
+        # The header names the propagator reads, for the propagator they were read of.
+        self._fields_of: TextMapPropagator | None = None
+        self._fields: frozenset[str] = frozenset()
 
     def _textmap(self) -> TextMapPropagator:
         propagator: TextMapPropagator = (
@@ -166,16 +169,20 @@ class Tracing(Middleware):
 
     async def handle(self, context: DeliveryContext, call_next: HandleNext) -> Outcome:
         propagator = self._textmap()
+        if propagator is not self._fields_of:
+            self._fields_of, self._fields = propagator, frozenset(propagator.fields)
         headers: Mapping[str, str] = context.headers
         # Never the ambient context: without trace headers a delivery starts a trace.
         parent = _EMPTY
-        if headers and any(field in headers for field in propagator.fields):
+        if headers and not self._fields.isdisjoint(headers):
             parent = propagator.extract(headers, context=_EMPTY)
-        subject, queue_group, listener = context.subject, context.queue_group, context.listener_name
-        name, fixed = self._static(
-            ("process", subject, queue_group or "", listener),
-            lambda: _process_static(self.system, subject, queue_group, listener),
-        )
+        key = (context.subject, context.listener_name)
+        static = self._statics.get(key)
+        if static is None:
+            static = self._statics[key] = _process_static(
+                self.system, context.subject, context.queue_group, context.listener_name
+            )
+        name, fixed = static
         attributes = dict(fixed)
         attributes[MESSAGE_ID] = str(context.sequence)
         attributes[BODY_SIZE] = len(context.data)

@@ -14,7 +14,8 @@ listeners handle, in the registry it is given (no global state: pass
     common_events_handler_duration_seconds{subject, queue_group}
         how long ``on_message`` ran, for the deliveries where it ran (histogram)
     common_events_handlers_in_flight{subject, queue_group}
-        deliveries being handled right now (gauge)
+        deliveries being handled right now (gauge, read from the listeners when
+        scraped: it costs a delivery nothing)
 
 Label values are bounded: subjects (the events' and their dead-letter subjects), queue
 groups, and the fixed outcome names above; never an event id or a sequence. A listener
@@ -27,7 +28,9 @@ object to each.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 try:
     from prometheus_client import (  # type: ignore[import-not-found, unused-ignore]
@@ -53,6 +56,9 @@ from common_events.core.middleware import (
 from common_events.core.policy import Outcome
 from common_events.transports.base import PublishAck
 
+if TYPE_CHECKING:
+    from common_events.core.listener import Listener
+
 __all__ = ["DEFAULT_BUCKETS", "Metrics"]
 
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -61,15 +67,34 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 """Seconds: from a millisecond (an in-process publish, a quick handler) to a minute."""
 
 
-class _ListenerSeries:
-    """The labelled children of one (subject, queue group), looked up once."""
+class _Group:
+    """The listeners of one (subject, queue group), whose running handlers the gauge
+    reads when scraped (from the scraper's thread: the tuple is replaced, never changed)."""
 
-    __slots__ = ("duration", "in_flight", "outcomes")
+    __slots__ = ("listeners",)
+
+    def __init__(self) -> None:
+        self.listeners: tuple[weakref.ref[Listener[Any]], ...] = ()
+
+    def add(self, listener: Listener[Any]) -> None:
+        self.listeners = (*self.listeners, weakref.ref(listener))
+
+    def in_flight(self) -> float:
+        return float(
+            sum(listener.in_flight for ref in self.listeners if (listener := ref()) is not None)
+        )
+
+
+class _ListenerSeries:
+    """One listener's labelled children, looked up once (label lookups cost more than
+    the increments)."""
+
+    __slots__ = ("duration", "labels", "outcomes")
 
     def __init__(self, metrics: Metrics, subject: str, queue_group: str) -> None:
-        self.in_flight = metrics.handlers_in_flight.labels(subject, queue_group)
+        self.labels = (subject, queue_group)
         self.duration = metrics.handler_duration.labels(subject, queue_group)
-        self.outcomes: dict[str, Counter] = {}
+        self.outcomes: dict[type[Outcome], Counter] = {}
 
 
 class Metrics(Middleware):
@@ -124,8 +149,10 @@ class Metrics(Middleware):
             namespace=namespace,
             registry=registry,
         )
-        # Label lookups cost more than the increments; each series is looked up once.
-        self._listener_series: dict[tuple[str, str], _ListenerSeries] = {}
+        self._listener_series: weakref.WeakKeyDictionary[Listener[Any], _ListenerSeries] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._groups: dict[tuple[str, str], _Group] = {}
 
     async def publish(self, context: PublishContext, call_next: PublishNext) -> PublishAck:
         subject = context.subject
@@ -140,20 +167,26 @@ class Metrics(Middleware):
         return ack
 
     async def handle(self, context: DeliveryContext, call_next: HandleNext) -> Outcome:
-        key = (context.subject, context.queue_group or "")
-        series = self._listener_series.get(key)
+        series = self._listener_series.get(context.listener)
         if series is None:
-            series = self._listener_series[key] = _ListenerSeries(self, *key)
-        series.in_flight.inc()
-        try:
-            outcome = await call_next(context)
-        finally:
-            series.in_flight.dec()
+            series = self._add_listener(context)
+        outcome = await call_next(context)
         if context.handler_seconds is not None:
             series.duration.observe(context.handler_seconds)
-        label = outcome_label(outcome)
-        counter = series.outcomes.get(label)
+        counter = series.outcomes.get(type(outcome))
         if counter is None:
-            counter = series.outcomes[label] = self.handled.labels(*key, label)
+            counter = series.outcomes[type(outcome)] = self.handled.labels(
+                *series.labels, outcome_label(outcome)
+            )
         counter.inc()
         return outcome
+
+    def _add_listener(self, context: DeliveryContext) -> _ListenerSeries:
+        labels = (context.subject, context.queue_group or "")
+        series = self._listener_series[context.listener] = _ListenerSeries(self, *labels)
+        group = self._groups.get(labels)
+        if group is None:
+            group = self._groups[labels] = _Group()
+            self.handlers_in_flight.labels(*labels).set_function(group.in_flight)
+        group.add(context.listener)
+        return series
