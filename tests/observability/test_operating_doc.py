@@ -80,6 +80,68 @@ def test_the_logging_set_up_writes_a_json_line_with_the_delivery_fields() -> Non
     }
 
 
+FAILING_LISTENER = """
+import asyncio
+
+from common_events import Listener, Message, Publisher, TicketCreatedEvent, connect
+
+
+class Orders(Listener[TicketCreatedEvent]):
+    queue_group = "orders-service"
+    max_deliveries = 1
+    called = asyncio.Event()
+
+    async def on_message(self, event: TicketCreatedEvent, msg: Message) -> None:
+        self.called.set()
+        raise ValueError("no such ticket")
+
+
+class Tickets(Publisher[TicketCreatedEvent]):
+    pass
+
+
+async def main() -> None:
+    async with await connect("memory://") as bus:
+        listener = await Orders(bus).listen()
+        await Tickets(bus).publish(
+            TicketCreatedEvent(id="t1", version=0, title="x", price=1, user_id="u")
+        )
+        async with asyncio.timeout(10):
+            await listener.called.wait()
+            await listener.wait_idle()
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_failing_handler_logs_one_json_line_with_the_delivery_fields() -> None:
+    (block,) = [block for block in blocks("python") if "JsonLines" in block]
+    result = subprocess.run(
+        [sys.executable, "-c", block + FAILING_LISTENER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    (failure,) = [entry for entry in entries if entry["level"] == "ERROR"]
+    assert "ValueError: no such ticket" in failure["message"].splitlines()[0]
+    assert failure["logger"] == "common_events.core.listener.Orders"
+    fields = {key: failure[key] for key in JSON_FIELDS}
+    assert fields == {
+        "subject": "ticket:created",
+        "sequence": 1,
+        "delivery_count": 1,
+        "queue_group": "orders-service",
+        "listener": "Orders",
+    }
+    assert "Traceback" in failure["exception"]
+
+
+JSON_FIELDS = ("subject", "sequence", "delivery_count", "queue_group", "listener")
+
+
 def fetch(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
