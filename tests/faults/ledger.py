@@ -124,8 +124,9 @@ class Ledger:
 
     # -- writing down ----------------------------------------------------------------------
 
-    def publish_started(self, event_id: str) -> None:
+    async def publish_started(self, event_id: str) -> None:
         self.started[event_id] = self.now()
+        await self._notify()
 
     async def publish_confirmed(self, event_id: str) -> None:
         self.confirmed[event_id] = self.now()

@@ -113,6 +113,9 @@ class TcpProxy:
         self._tasks.add(task)
         try:
             await self._forward(reader, writer)
+        except asyncio.CancelledError:
+            # Closing the proxy; asyncio's server would log a cancelled handler.
+            writer.transport.abort()
         finally:
             self._tasks.discard(task)
 

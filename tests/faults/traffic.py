@@ -133,7 +133,7 @@ class Publishing:
 
     async def _publish_one(self, bus: Bus) -> None:
         event_id = f"{self._prefix}-{next(self._ids)}"
-        self._ledger.publish_started(event_id)
+        await self._ledger.publish_started(event_id)
         try:
             await TicketPublisher(bus).publish(ticket(event_id))
         except TransportError as error:
@@ -160,7 +160,7 @@ class Publishing:
                 assert self._bus is not None
                 bus = self._bus
             event_id = f"{self._prefix}-{next(self._ids)}"
-            ledger.publish_started(event_id)
+            await ledger.publish_started(event_id)
             try:
                 await TicketPublisher(bus).publish(ticket(event_id))
             except TransportError as error:
