@@ -54,9 +54,7 @@ def poison_flood(count: int) -> list[bytes]:
 
 
 def ticket(number: int) -> TicketCreatedEvent:
-    return TicketCreatedEvent(
-        id=f"t{number}", version=0, title="Concert", price=20, user_id="u1"
-    )
+    return TicketCreatedEvent(id=f"t{number}", version=0, title="Concert", price=20, user_id="u1")
 
 
 class Recording(Listener[TicketCreatedEvent]):
