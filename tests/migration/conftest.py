@@ -24,6 +24,7 @@ from common_events.transports import stan as stan_transport
 from common_events.transports.jetstream import JetStreamTransport
 from common_events.transports.stan import StanTransport
 from tests.fixtures.stan import ServerFactory
+from tests.interop.conftest import node_peer_installed  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-m", "common_events.cli.main")
