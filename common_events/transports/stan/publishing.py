@@ -22,7 +22,7 @@ from typing import Protocol
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from common_events.errors import PublishError, PublishTimeout
+from common_events.errors import PublishError, PublishTimeout, TransportError
 from common_events.transports.nats_connection import Operation, classify_nats_error
 from common_events.transports.stan import protocol
 
@@ -34,6 +34,10 @@ _VALID_SUBJECT = re.compile(r"[^.\s*>]+(\.[^.\s*>]+)*")
 
 # Subjects whose route is kept; a service publishes on a handful of them.
 _MAX_ROUTES = 10_000
+
+# What a publish that fails without its PubAck must tell: the server may have stored it
+# (its PubAck was lost) or not (the message was). Publishing it again may store it twice.
+_OUTCOME_UNKNOWN = "it may or may not have been stored"
 
 
 class PublishingOwner(Protocol):
@@ -258,7 +262,7 @@ class PubAckPipeline:
             entry.future.set_exception(
                 PublishTimeout(
                     f"no PubAck for a publish to {entry.subject!r} within "
-                    f"{entry.timeout}s (guid {guid})"
+                    f"{entry.timeout}s (guid {guid}): {_OUTCOME_UNKNOWN}"
                 )
             )
 
@@ -311,16 +315,22 @@ class PubAckPipeline:
             resent += 1
         return resent
 
-    def fail_all(self, error: Exception) -> None:
-        """Fail every publish still waiting for its PubAck with ``error``."""
+    def fail_all(self, error: TransportError) -> None:
+        """Fail every publish still waiting for its PubAck with an error of ``error``'s
+        type that says so, and that its outcome is unknown."""
         pending, self._pending = self._pending, {}
         self._deadlines.clear()
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        for entry in pending.values():
+        for guid, entry in pending.items():
             if entry.timer is not None:
                 entry.timer.cancel()
             self._slots.release()
             if not entry.future.done():
-                entry.future.set_exception(error)
+                entry.future.set_exception(
+                    type(error)(
+                        f"{error}; a publish to {entry.subject!r} (guid {guid}) was waiting "
+                        f"for its PubAck: {_OUTCOME_UNKNOWN}"
+                    )
+                )
