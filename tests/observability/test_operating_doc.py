@@ -288,3 +288,21 @@ def test_the_promql_names_only_exported_metrics_and_their_labels() -> None:
         "acked", "retried", "out_of_order", "dead_lettered", "not_acked",
         "left_for_redelivery", "not_settled",
     }
+
+
+def test_the_install_commands_name_the_package_s_extras() -> None:
+    import tomllib
+
+    (block,) = blocks("console")
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    wanted = [re.fullmatch(r"pip install 'common-events\[(\w+)\]'", c) for c in commands]
+    assert all(wanted), commands
+    extras = tomllib.loads((DOC.parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    requirements = {"otel": "opentelemetry-api", "prometheus": "prometheus-client"}
+    for match in wanted:
+        assert match is not None
+        extra = match.group(1)
+        assert extra in extras, f"pyproject.toml has no {extra!r} extra"
+        assert any(r.startswith(requirements[extra]) for r in extras[extra]), extras[extra]
