@@ -145,7 +145,7 @@ async def test_right_credentials_through_a_cut_and_a_server_restart(
         await proxy.close()
 
     messages = [record.getMessage() for record in caplog.records]
-    assert any("disconnected" in message for message in messages)
+    assert any("lost its NATS connection" in message for message in messages)
     assert any("reconnected" in message for message in messages)
     assert_secret_nowhere(password, caplog.records)
     assert_transport_hides(password, transport, f"stan://***@127.0.0.1:{proxy.port}")
