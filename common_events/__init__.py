@@ -6,12 +6,15 @@ write them.
 """
 
 from common_events.core import (
+    DEAD_LETTER_HEADER,
     DEAD_LETTER_PREFIX,
     Acked,
     Bus,
     DeadLetter,
     DeadLettered,
+    DeadLetterForm,
     DeadLetterReason,
+    DeadLetterTruncated,
     EventDecodeError,
     LeftForRedelivery,
     Listener,
@@ -26,6 +29,7 @@ from common_events.core import (
     ServiceCompanion,
     connect,
     dead_letter_subject,
+    decode_dead_letter,
     decode_event,
     encode_event,
     run_service,
@@ -70,6 +74,7 @@ from common_events.transports.base import PublishAck, SubscriptionOptions
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEAD_LETTER_HEADER",
     "DEAD_LETTER_PREFIX",
     "EVENT_TYPES",
     "Acked",
@@ -82,7 +87,9 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "DeadLetter",
+    "DeadLetterForm",
     "DeadLetterReason",
+    "DeadLetterTruncated",
     "DeadLettered",
     "Event",
     "EventDecodeError",
@@ -122,6 +129,7 @@ __all__ = [
     "__version__",
     "connect",
     "dead_letter_subject",
+    "decode_dead_letter",
     "decode_event",
     "encode_event",
     "event_type",

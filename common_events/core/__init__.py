@@ -2,10 +2,15 @@
 
 from common_events.core.bus import Bus, connect
 from common_events.core.codec import (
+    DEAD_LETTER_HEADER,
     DEAD_LETTER_PREFIX,
     DeadLetter,
+    DeadLetterForm,
+    DeadLetterMessage,
     DeadLetterReason,
+    DeadLetterTruncated,
     EventDecodeError,
+    dead_letter_message,
     dead_letter_subject,
     decode_dead_letter,
     decode_event,
@@ -42,11 +47,15 @@ from common_events.core.service import RunningService, ServiceCompanion, run_ser
 from common_events.transports.base import PublishAck, SubscriptionOptions, TransportMessage
 
 __all__ = [
+    "DEAD_LETTER_HEADER",
     "DEAD_LETTER_PREFIX",
     "Acked",
     "Bus",
     "DeadLetter",
+    "DeadLetterForm",
+    "DeadLetterMessage",
     "DeadLetterReason",
+    "DeadLetterTruncated",
     "DeadLettered",
     "DeliveryAttempt",
     "DeliveryContext",
@@ -72,6 +81,7 @@ __all__ = [
     "SubscriptionOptions",
     "TransportMessage",
     "connect",
+    "dead_letter_message",
     "dead_letter_subject",
     "decode_dead_letter",
     "decode_event",

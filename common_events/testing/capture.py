@@ -94,7 +94,10 @@ class PublishedEvents:
     def dead_letters(self, subject: Subjects | str | type[Event]) -> list[DeadLetter]:
         """The dead-letter records of ``subject`` (a subject or an event type)."""
         name = subject.subject.value if isinstance(subject, type) else str(subject)
-        return [decode_dead_letter(message.data) for message in self.raw(dead_letter_subject(name))]
+        return [
+            decode_dead_letter(message.data, message.headers)
+            for message in self.raw(dead_letter_subject(name))
+        ]
 
     def _decoded(self, event_type: type[E]) -> list[tuple[E | None, str]]:
         decoded: list[tuple[E | None, str]] = []

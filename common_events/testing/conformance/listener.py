@@ -21,6 +21,7 @@ from common_events.core import (
     Message,
     Publisher,
     dead_letter_subject,
+    decode_dead_letter,
 )
 from common_events.events.models import TicketCreatedEvent
 from common_events.testing.conformance.collect import Collector, TransportFactory
@@ -94,7 +95,7 @@ async def dead_letters(bus: Bus, count: int) -> list[DeadLetter]:
         dead_letter_subject(SUBJECT), collector, SubscriptionOptions(durable_name="dl-reader")
     )
     await collector.wait_for_count(count, within=20)
-    return [DeadLetter.model_validate_json(m.data) for m in collector.messages]
+    return [decode_dead_letter(m.data, m.headers) for m in collector.messages]
 
 
 class ListenerConformance(FeatureGate):
