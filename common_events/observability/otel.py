@@ -14,7 +14,6 @@ span kind                              ``PRODUCER`` / ``CONSUMER``
 ``messaging.message.id``               the broker's sequence of the stored message
                                        (on publish where the broker confirms one:
                                        JetStream and memory, not NATS Streaming)
-``messaging.message.body.size``        the payload's size in bytes
 ``messaging.nats.message.delivery_count``  1 on the first delivery, 2 on the next...
 ``common_events.listener``             the listener's class name (consumer spans)
 ``common_events.outcome``              what became of the delivery: ``acked``,
@@ -79,7 +78,6 @@ OPERATION_NAME = "messaging.operation.name"
 DESTINATION = "messaging.destination.name"
 CONSUMER_GROUP = "messaging.consumer.group.name"
 MESSAGE_ID = "messaging.message.id"
-BODY_SIZE = "messaging.message.body.size"
 DELIVERY_COUNT = "messaging.nats.message.delivery_count"
 ERROR_TYPE = "error.type"
 LISTENER = "common_events.listener"
@@ -148,9 +146,7 @@ class Tracing(Middleware):
                 },
             ),
         )
-        attributes = dict(fixed)
-        attributes[BODY_SIZE] = len(context.data)
-        span = self._tracer.start_span(name, kind=SpanKind.PRODUCER, attributes=attributes)
+        span = self._tracer.start_span(name, kind=SpanKind.PRODUCER, attributes=fixed)
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             # In the producer span's context: the consumer's span becomes its child.
@@ -185,7 +181,6 @@ class Tracing(Middleware):
         name, fixed = static
         attributes = dict(fixed)
         attributes[MESSAGE_ID] = str(context.sequence)
-        attributes[BODY_SIZE] = len(context.data)
         attributes[DELIVERY_COUNT] = context.delivery_count
         span = self._tracer.start_span(
             name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
