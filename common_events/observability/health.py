@@ -55,11 +55,11 @@ class Probe:
 
 def readiness(service: RunningService) -> Probe:
     """Whether ``service`` should receive traffic, and if not, why (read on its loop)."""
-    if service.draining:
-        return Probe(False, "draining: shutting down")
     lost = service.bus.lost
     if lost is not None:
         return Probe(False, f"connection lost: {lost}")
+    if service.draining:
+        return Probe(False, "draining: shutting down")
     if not service.bus.connected:
         return Probe(False, f"not connected to {service.bus.url} (reconnecting)")
     if not service.started:
