@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
@@ -20,7 +21,14 @@ from common_events.core._renamed import renamed_option
 from common_events.core.bus import Bus
 from common_events.core.codec import EventDecodeError, dead_letter_message, decode_event
 from common_events.core.message import Message
+from common_events.core.middleware import (
+    DeliveryContext,
+    HandleChain,
+    delivery_log_fields,
+    outcome_label,
+)
 from common_events.core.policy import (
+    Acked,
     DeadLettered,
     DeliveryAttempt,
     FailurePolicy,
@@ -138,6 +146,14 @@ class Listener(ABC, Generic[E]):
         self._workers: set[asyncio.Task[Outcome]] = set()
         self._slots = asyncio.Semaphore(self.concurrency)
         self.logger = logger.getChild(type(self).__name__)
+        # Read once: the settings are class attributes.
+        self._policy = self.failure_policy
+        chain = HandleChain(bus.middleware, self._handle_in_context)
+        self._handle_chain = chain if chain else None
+        # Deliveries whose handler runs now, for the in-progress heartbeat.
+        self._running: set[_Running] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._outlasted_ack_wait = False
 
     # -- the part a service writes ---------------------------------------------------
 
@@ -255,6 +271,10 @@ class Listener(ABC, Generic[E]):
             # Abandoned, as the transports abandon the handler they run themselves.
             for worker in self._workers:
                 worker.cancel()
+        # An abandoned handler's message is no longer held back: it comes back.
+        self._running.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if remove_durable:
             await subscription.unsubscribe()
         else:
@@ -285,71 +305,252 @@ class Listener(ABC, Generic[E]):
         Decode and validate, run ``on_message``, then carry out the failure policy's
         outcome (ack, negative ack with a delay, or dead-letter record then ack). Never
         raises: a handler error is part of the outcome, and a broker error while
-        settling gives ``NotSettled`` (the message comes back later). Its subscription
-        calls this for every message; test tools call it to hand over one themselves.
+        settling gives ``NotSettled`` (the message comes back later). The bus's
+        middlewares run around all of it. Its subscription calls this for every
+        message; test tools call it to hand over one themselves.
         """
+        chain = self._handle_chain
+        if chain is None:
+            return await self._process(raw, None, None)
         try:
-            policy = self.failure_policy
+            context = DeliveryContext(self, raw)
+        except Exception as error:
+            return self._not_processed(raw, error)
+        return await chain(context)
+
+    async def _handle_in_context(
+        self, context: DeliveryContext, failure: Exception | None
+    ) -> Outcome:
+        return await self._process(context.message, context, failure)
+
+    async def _process(
+        self,
+        raw: TransportMessage,
+        context: DeliveryContext | None,
+        failure: Exception | None,
+    ) -> Outcome:
+        """The listener's own work on one delivery. ``failure``: a middleware raised it
+        before the handler ran, and it counts as the handler's."""
+        try:
+            policy = self._policy
             attempt = DeliveryAttempt(raw.subject, raw.sequence, raw.delivery_count, raw.data)
             arrival = policy.on_arrival(attempt, paused=self._paused, now=datetime.now(UTC))
         except Exception as error:
             return self._not_processed(raw, error)
+        debug = self.logger.isEnabledFor(logging.DEBUG)
         if isinstance(arrival, LeftForRedelivery):
             # Shutting down: it comes back to another member or to the next start.
+            if debug:
+                self._debug_line(raw, "left for redelivery: the listener is pausing")
             return arrival
+        if debug:
+            self._debug_line(raw, "received")
         self._in_flight += 1
         self._idle.clear()
+        running = _Running(raw, time.monotonic())
+        self._running.add(running)
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._keep_alive())
         try:
             try:
                 outcome = (
-                    arrival if arrival is not None else await self._decide(raw, attempt, policy)
+                    arrival
+                    if arrival is not None
+                    else await self._decide(raw, attempt, policy, running, context, failure)
                 )
             except Exception as error:
                 return self._not_processed(raw, error)
-            return await self._settle(raw, outcome)
+            outcome = await self._settle(raw, outcome)
+            if debug:
+                self._debug_line(raw, outcome_label(outcome), running.handler_seconds)
+            return outcome
         finally:
+            self._running.discard(running)
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
 
+    def _log_fields(self, raw: TransportMessage) -> dict[str, object]:
+        """The ``extra`` of every log record of a delivery, for JSON log formatters."""
+        return delivery_log_fields(type(self).__name__, self.queue_group, raw)
+
+    def _debug_line(
+        self, raw: TransportMessage, what: str, handler_seconds: float | None = None
+    ) -> None:
+        took = "" if handler_seconds is None else f" (handler {handler_seconds * 1000:.1f} ms)"
+        self.logger.debug(
+            "%s #%d delivery %d: %s%s",
+            raw.subject,
+            raw.sequence,
+            raw.delivery_count,
+            what,
+            took,
+            extra=self._log_fields(raw),
+        )
+
     def _not_processed(self, raw: TransportMessage, error: Exception) -> NotSettled:
         # A bug of the listener's own, not of the handler: keep the listener alive; the
         # message comes back after ack_wait.
-        self.logger.error("could not process %s #%d", raw.subject, raw.sequence, exc_info=error)
+        self.logger.error(
+            "could not process %s #%d (%s: %s); it comes back after ack_wait",
+            raw.subject,
+            raw.sequence,
+            type(error).__name__,
+            error,
+            exc_info=error,
+            extra=self._log_fields(raw),
+        )
         return NotSettled(None, error)
 
     async def _decide(
-        self, raw: TransportMessage, attempt: DeliveryAttempt, policy: FailurePolicy
+        self,
+        raw: TransportMessage,
+        attempt: DeliveryAttempt,
+        policy: FailurePolicy,
+        running: _Running,
+        context: DeliveryContext | None,
+        failure: Exception | None,
     ) -> Outcome:
         """Decode, run the handler, and ask the failure policy what becomes of it."""
+        if failure is not None:
+            # A middleware raised before the handler ran (and logged it): the handler's
+            # failure as far as the policy goes, so the message is retried or
+            # dead-lettered, never lost.
+            return policy.on_handled(attempt, HandlerResult(False, failure), now=datetime.now(UTC))
         try:
             event = decode_event(self.event_type, raw.data)
         except EventDecodeError as error:
             return policy.on_undecodable(attempt, error, now=datetime.now(UTC))
+        if context is not None:
+            context.event = event
         msg = Message(raw)
+        running.message = msg
+        started = time.perf_counter()
         try:
             await self.on_message(cast(E, event), msg)
-        except OutOfOrder as error:
-            self.logger.info(
-                "%s #%d is out of order (%s); it will be delivered again",
-                raw.subject,
-                raw.sequence,
-                error,
-            )
-            result = HandlerResult(msg.acked, error)
         except Exception as error:
             # The one place a handler error is caught: the transports never see one.
-            self.logger.exception(
-                "handler failed on %s #%d (delivery %d of at most %d)",
-                raw.subject,
-                raw.sequence,
-                raw.delivery_count,
-                self.max_deliveries,
-            )
             result = HandlerResult(msg.acked, error)
         else:
             result = HandlerResult(msg.acked)
-        return policy.on_handled(attempt, result, now=datetime.now(UTC))
+        running.handler_seconds = seconds = time.perf_counter() - started
+        if context is not None:
+            context.handler_seconds = seconds
+        outcome = policy.on_handled(attempt, result, now=datetime.now(UTC))
+        if result.error is not None:
+            self._log_handler_error(raw, outcome, result.error)
+        return outcome
+
+    def _log_handler_error(self, raw: TransportMessage, outcome: Outcome, error: Exception) -> None:
+        """One record per failure; its first line names the exception and what follows."""
+        fields = self._log_fields(raw)
+        where = (
+            f"{raw.subject} #{raw.sequence} (delivery {raw.delivery_count} of at most "
+            f"{self.max_deliveries})"
+        )
+        raised = f"{type(error).__name__}: {error}"
+        if isinstance(outcome, OutOfOrderLater):
+            # Expected under optimistic concurrency: not an error.
+            self.logger.info(
+                "%s is out of order (%s); delivered again in %gs",
+                where,
+                error,
+                outcome.delay,
+                extra=fields,
+            )
+        elif isinstance(outcome, RetryLater):
+            self.logger.error(
+                "%s: handler raised %s; retrying in %gs",
+                where,
+                raised,
+                outcome.delay,
+                exc_info=error,
+                extra=fields,
+            )
+        elif isinstance(outcome, DeadLettered) and isinstance(error, OutOfOrder):
+            self.logger.warning(
+                "%s is still out of order (%s); no deliveries left, it goes to %s",
+                where,
+                error,
+                outcome.subject,
+                extra=fields,
+            )
+        elif isinstance(outcome, DeadLettered):
+            self.logger.error(
+                "%s: handler raised %s; no deliveries left, it goes to %s",
+                where,
+                raised,
+                outcome.subject,
+                exc_info=error,
+                extra=fields,
+            )
+        elif isinstance(outcome, Acked):
+            self.logger.error(
+                "%s: handler raised %s after acknowledging; not retried",
+                where,
+                raised,
+                exc_info=error,
+                extra=fields,
+            )
+        else:
+            self.logger.error("%s: handler raised %s", where, raised, exc_info=error, extra=fields)
+
+    # -- slow handlers ---------------------------------------------------------------
+
+    async def _keep_alive(self) -> None:
+        """While handlers run: every ``ack_wait / 3``, tell the broker that those running
+        that long already are still working, so it does not deliver their message again
+        (memory, JetStream). Where it cannot be told (NATS Streaming), warn once per
+        listener when a handler outlasts ``ack_wait``."""
+        period = self.ack_wait / 3
+        try:
+            while self._running:
+                await asyncio.sleep(period)
+                now = time.monotonic()
+                for running in list(self._running):
+                    if now - running.started >= period and running in self._running:
+                        await self._still_working(running, now)
+        finally:
+            if self._heartbeat is asyncio.current_task():
+                self._heartbeat = None
+
+    async def _still_working(self, running: _Running, now: float) -> None:
+        message = running.message
+        if message is not None and message.acked:
+            return
+        raw = running.raw
+        in_progress = getattr(raw, "in_progress", None)
+        held = False
+        if in_progress is not None:
+            try:
+                held = bool(await in_progress())
+            except Exception as error:
+                self.logger.debug(
+                    "could not tell the broker that %s #%d is still being handled (%s: %s)",
+                    raw.subject,
+                    raw.sequence,
+                    type(error).__name__,
+                    error,
+                    extra=self._log_fields(raw),
+                )
+        ran = now - running.started
+        if held or ran < self.ack_wait or self._outlasted_ack_wait:
+            return
+        self._outlasted_ack_wait = True
+        name = type(self).__name__
+        self.logger.warning(
+            "%s #%d: the handler of %s has run %.1fs, longer than ack_wait = %gs, and the "
+            "broker cannot be told it is still working (NATS Streaming has no in-progress "
+            "ack): it delivers the message again meanwhile. Raise %s.ack_wait above the "
+            "longest a handler takes (said once per listener)",
+            raw.subject,
+            raw.sequence,
+            name,
+            ran,
+            self.ack_wait,
+            name,
+            extra=self._log_fields(raw),
+        )
 
     async def _settle(self, raw: TransportMessage, outcome: Outcome) -> Outcome:
         """Carry ``outcome`` out on the broker."""
@@ -383,6 +584,7 @@ class Listener(ABC, Generic[E]):
                         error,
                         not_settled.redelivery_delay,
                         exc_info=error,
+                        extra=self._log_fields(raw),
                     )
                     # Handed back with a long delay rather than acknowledged: a message
                     # is never acknowledged before its record is stored.
@@ -395,17 +597,20 @@ class Listener(ABC, Generic[E]):
                             raw.subject,
                             raw.sequence,
                             refused,
+                            extra=self._log_fields(raw),
                         )
                     return not_settled
                 await raw.ack()
                 outcome = dataclasses.replace(outcome, published=message)
                 self.logger.warning(
-                    "%s #%d sent to %s (%s): %s",
+                    "%s #%d sent to %s (%s): %s: %s",
                     raw.subject,
                     raw.sequence,
                     outcome.subject,
                     message.form.value,
                     outcome.record.reason.value,
+                    _first_line(outcome.record.error),
+                    extra=self._log_fields(raw),
                 )
         except Exception as error:
             self.logger.error(
@@ -415,9 +620,26 @@ class Listener(ABC, Generic[E]):
                 type(error).__name__,
                 error,
                 exc_info=error,
+                extra=self._log_fields(raw),
             )
             return NotSettled(outcome, error)
         return outcome
+
+
+class _Running:
+    """A delivery whose handler runs now, as the in-progress heartbeat sees it."""
+
+    __slots__ = ("handler_seconds", "message", "raw", "started")
+
+    def __init__(self, raw: TransportMessage, started: float) -> None:
+        self.raw = raw
+        self.started = started
+        self.message: Message | None = None
+        self.handler_seconds: float | None = None
+
+
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0]
 
 
 def _drain_timeout(drain_timeout: float | None, grace: float | None) -> float:

@@ -63,6 +63,15 @@ class Message:
             await self._raw.ack()
             self._acked = True
 
+    async def in_progress(self) -> bool:
+        """Tell the broker the handler is still working, so ``ack_wait`` starts again.
+
+        The listener already does this every ``ack_wait / 3`` while a handler runs;
+        call it yourself only to be sure before a long step. ``False`` where the broker
+        cannot be told (NATS Streaming): there, raise the listener's ``ack_wait``.
+        """
+        return await self._raw.in_progress()
+
     def __repr__(self) -> str:
         return (
             f"Message(subject={self.subject!r}, sequence={self.sequence}, "
