@@ -23,7 +23,7 @@ from tests.support.servers import missing
 def nkeys_installed() -> None:
     """nats-py signs with the ``nkeys`` package (its ``nkeys`` extra)."""
     if importlib.util.find_spec("nkeys") is None:
-        missing("the nkeys package is not installed: pip install 'nats-py[nkeys]'")
+        missing("the nkeys package is not installed: pip install 'common-events[nkeys]'")
 
 
 @pytest.fixture(autouse=True)

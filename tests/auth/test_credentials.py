@@ -69,7 +69,7 @@ async def test_without_the_nkeys_package_the_error_says_what_to_install(
     monkeypatch.setattr(credentials_module.importlib, "import_module", no_nkeys)
     with pytest.raises(ConfigurationError) as raised:
         await jetstream.connect(URL, nkeys_seed=tmp_path / "user.nk")
-    assert "pip install 'nats-py[nkeys]'" in str(raised.value)
+    assert "pip install 'common-events[nkeys]'" in str(raised.value)
     watch.check(error_text(raised.value))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +45,10 @@ from common_events.transports.nats_connection.state import (
 )
 
 logger = logging.getLogger(__name__)
+
+# nats-py 2.16 added client-side subject validation, and the keyword that turns it off;
+# older releases validate nothing and refuse the keyword.
+_NATS_VALIDATES_SUBJECTS = "skip_subject_validation" in inspect.signature(Client.connect).parameters
 
 ErrorListener = Callable[[Exception], bool]
 """Sees each asynchronous error of the connection; returns whether it dealt with it."""
@@ -169,8 +174,9 @@ class NatsConnection:
             "max_reconnect_attempts": 1,
             # Shuffled, so that the instances of a service spread over a cluster.
             "dont_randomize": False,
-            "skip_subject_validation": options.skip_subject_validation,
         }
+        if options.skip_subject_validation and _NATS_VALIDATES_SUBJECTS:
+            kwargs["skip_subject_validation"] = True
         for option, value in (
             ("user", options.user),
             ("password", options.password),

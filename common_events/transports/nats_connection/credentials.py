@@ -33,7 +33,7 @@ _SEED_BEGIN = b"BEGIN USER NKEY SEED"
 # An encoded NKey seed: 'S', the key type's letter, base32 (58 characters for ed25519).
 _SEED = re.compile(r"S[UAONC][A-Z2-7]{50,}")
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
-_INSTALL = "pip install 'nats-py[nkeys]'"
+_INSTALL = "pip install 'common-events[nkeys]'"
 
 
 def looks_like_secret(value: object) -> bool:
