@@ -54,6 +54,9 @@ EPILOG = textwrap.dedent(
       copy and carry the positions over (services stopped on STAN):
         common-events migrate --from stan://stan:4222 --cluster-id ticketing \\
             --to nats://nats:4222
+      one service moved while the bridge runs (after stopping it on STAN):
+        common-events migrate --from stan://stan:4222 --cluster-id ticketing \\
+            --to nats://nats:4222 --no-copy --queue-group orders-service
       the consumer settings a Node member of a queue group uses (JSON, no server):
         common-events migrate --describe-consumers orders-service
 
@@ -116,6 +119,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-consumers",
         action="store_true",
         help="copy only; create no consumers (and refuse nothing about the durables)",
+    )
+    consumers.add_argument(
+        "--queue-group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="carry over only this queue group's durables (repeatable; default: all), to "
+        "move one service at a time",
+    )
+    consumers.add_argument(
+        "--no-copy",
+        action="store_true",
+        help="create the consumers only, while the bridge forwards the channels: each "
+        "waits (up to --wait) until the stream holds its group's last acknowledged message",
+    )
+    consumers.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --no-copy, how long to wait for the bridge (default 30)",
     )
     consumers.add_argument(
         "--at-least-once",
@@ -212,6 +236,9 @@ async def _migrate(args: argparse.Namespace) -> int:
         subjects=tuple(args.subject),
         dead_letters=args.dead_letters,
         consumers=not args.no_consumers,
+        copy=not args.no_copy,
+        queue_groups=tuple(args.queue_group),
+        wait=args.wait,
         at_least_once=args.at_least_once,
         settings=ConsumerSettings(
             stream=args.stream,

@@ -3,12 +3,13 @@
 ``SubjectLedger`` is filled by scanning a subject of the stream in order. It tells the
 last STAN sequence copied (where the next run goes on), the content hash of the copies
 (compared with the channel's), anything out of order or stored twice, and for each
-durable position the stream sequence where a consumer must start.
+durable position the stream sequence where a consumer must start: right after the copy
+of the last message the group acknowledged, so that it gets every later message of the
+subject, copied or published on JetStream since.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 from dataclasses import dataclass, field
 
@@ -24,30 +25,35 @@ class SubjectLedger:
     first: int
     """The first STAN sequence the channel holds: copies of older ones are not hashed."""
     wanted: list[int] = field(default_factory=list)
-    """STAN sequences whose stream position is asked for (sorted)."""
+    """STAN sequences where consumers resume (the first message each one gets)."""
     copies: int = 0
     """Copies in the stream whose origin the channel still holds."""
     older: int = 0
     """Copies of messages the channel no longer holds (removed by its limits)."""
     native: int = 0
     """Messages published on JetStream itself (no origin header)."""
+    native_since_copy: int = 0
+    """Of those, the ones after the last copy."""
     duplicates: int = 0
     out_of_order: int = 0
     last_origin: int = 0
     scanned_to: int = 0
     """The stream sequence of the last message scanned."""
     content: ContentHash = field(default_factory=ContentHash)
-    positions: dict[int, int] = field(default_factory=dict)
-    """Wanted STAN sequence -> stream sequence of its copy (or of the first later one)."""
+    starts: dict[int, int] = field(default_factory=dict)
+    """Wanted STAN sequence -> the stream sequence after the copy of the one before it
+    (1 while no earlier copy was seen)."""
 
     def __post_init__(self) -> None:
         self.wanted = sorted(set(self.wanted))
+        self.starts = dict.fromkeys(self.wanted, 1)
 
     def add(self, message: StoredMessage) -> None:
         self.scanned_to = message.stream_sequence
         origin = message.origin
         if origin is None:
             self.native += 1
+            self.native_since_copy += 1
             return
         if origin <= self.last_origin:
             if origin == self.last_origin:
@@ -56,20 +62,15 @@ class SubjectLedger:
                 self.out_of_order += 1
             return
         self.last_origin = origin
+        self.native_since_copy = 0
+        for wanted in self.wanted:
+            if origin < wanted:
+                self.starts[wanted] = message.stream_sequence + 1
         if origin < self.first:
             self.older += 1
             return
         self.copies += 1
         self.content.add(origin, message.data)
-        self._place(origin, message.stream_sequence)
-
-    def _place(self, origin: int, stream_sequence: int) -> None:
-        # Every wanted sequence up to this origin starts here (the first copy at or
-        # after it): wanted sequences are sorted and origins only grow.
-        index = bisect.bisect_right(self.wanted, origin)
-        for wanted in self.wanted[:index]:
-            self.positions.setdefault(wanted, stream_sequence)
-        del self.wanted[:index]
 
     @property
     def consistent(self) -> bool:

@@ -15,6 +15,7 @@ Steps (``common-events migrate`` runs them; a dry run stops after the plan):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Sequence
@@ -76,6 +77,13 @@ class MigrationOptions:
     dead_letters: bool = False
     """Also copy the dead-letter channel of each subject."""
     consumers: bool = True
+    copy: bool = True
+    """``False``: create the consumers only, from what the stream holds (the bridge
+    forwards the channels meanwhile); each waits until the stream holds its group's
+    last acknowledged message, at most ``wait`` seconds."""
+    queue_groups: tuple[str, ...] = ()
+    """Carry over only these groups' durables (empty: every durable)."""
+    wait: float = 30.0
     at_least_once: bool = False
     settings: ConsumerSettings = field(default_factory=ConsumerSettings)
     window: int = DEFAULT_WINDOW
@@ -225,6 +233,8 @@ class MigrationReport:
         return sum(s.copied for s in self.subjects)
 
     def render(self) -> str:
+        if not self.subjects:
+            return self._render_consumers(nothing_copied=True)
         rows = []
         for s in self.subjects:
             check = "ok" if s.ok else "MISMATCH"
@@ -258,22 +268,7 @@ class MigrationReport:
         ]
         if self.consumers:
             lines.append("")
-            lines.append(
-                _table(
-                    ["CONSUMER", "SUBJECT", "QUEUE GROUP", "STARTS AT STREAM #", ""],
-                    [
-                        [
-                            c.start.consumer.name,
-                            c.start.group.subject,
-                            c.start.group.queue_group or "-",
-                            str(c.stream_sequence),
-                            "created" if c.created else "exists already: left as it is",
-                        ]
-                        for c in self.consumers
-                    ],
-                    numeric={3},
-                )
-            )
+            lines.append(self._render_consumers())
         total = sum(s.seconds for s in self.subjects)
         rate = self.copied / total if total > 0 else 0.0
         lines.append("")
@@ -282,6 +277,25 @@ class MigrationReport:
             + ("every subject matches." if self.ok else "SOME SUBJECTS DO NOT MATCH.")
         )
         return "\n".join(lines)
+
+    def _render_consumers(self, *, nothing_copied: bool = False) -> str:
+        table = _table(
+            ["CONSUMER", "SUBJECT", "QUEUE GROUP", "STARTS AT STREAM #", ""],
+            [
+                [
+                    c.start.consumer.name,
+                    c.start.group.subject,
+                    c.start.group.queue_group or "-",
+                    str(c.stream_sequence),
+                    "created" if c.created else "exists already: left as it is",
+                ]
+                for c in self.consumers
+            ],
+            numeric={3},
+        )
+        if nothing_copied:
+            return table + "\n\nNothing copied (--no-copy); the consumers start as listed."
+        return table
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
@@ -369,14 +383,19 @@ class Migration:
                     for s in channel.subscriptions
                     if (s.durable_name or "").startswith(BRIDGE_DURABLE_PREFIX) and not s.offline
                 ]
-                if bridges:
+                if bridges and options.copy:
                     problems.append(
                         f"the bridge ({', '.join(bridges)}) forwards {name!r} right now: stop "
                         "it first (migrate, then start the bridge, which goes on where the "
-                        "copy ended)"
+                        "copy ended), or pass --no-copy to create the consumers only"
                     )
                 if options.consumers:
                     for group in durable_groups(channel):
+                        if options.queue_groups and not {
+                            group.queue_group,
+                            group.durable_name,
+                        } & set(options.queue_groups):
+                            continue
                         unacked: list[int] | None = None
                         if (
                             options.at_least_once
@@ -430,7 +449,7 @@ class Migration:
         stream = await self._open_stream(create=True)
         assert stream is not None and self._stan is not None and self._jetstream is not None
         summaries: list[SubjectSummary] = []
-        for subject in plan.subjects:
+        for subject in plan.subjects if self.options.copy else ():
             ledger = subject.ledger
             result = await copy_channel(
                 self._stan.client,
@@ -450,8 +469,45 @@ class Migration:
             )
         outcomes: list[ConsumerOutcome] = []
         for start in plan.consumers:
+            if not self.options.copy:
+                await self._wait_for_position(stream, plan, start)
             outcomes.append(await self._create_consumer(stream, plan, start))
         return MigrationReport(plan, summaries, outcomes)
+
+    async def _wait_for_position(
+        self, stream: EventStream, plan: MigrationPlan, start: ConsumerStart
+    ) -> None:
+        """Wait until the stream holds the copy of the last message the group
+        acknowledged (the bridge forwards it): the consumer starts right after it."""
+        subject = next(s for s in plan.subjects if s.subject == start.group.subject)
+        ledger = subject.ledger
+        needed = min(start.resume_at - 1, subject.last)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.wait
+        while ledger.last_origin < needed:
+            async for message in stream.scan(ledger.subject, start=ledger.scanned_to + 1):
+                ledger.add(message)
+            if ledger.last_origin >= needed:
+                return
+            if ledger.native_since_copy:
+                if self.options.at_least_once:
+                    return  # from the last copy on: what came since arrives again
+                raise ConfigurationError(
+                    f"{start.group.label} acknowledged {ledger.subject!r} up to STAN "
+                    f"#{needed}, but the stream's copies end at #{ledger.last_origin} and "
+                    f"{ledger.native_since_copy} message(s) published on JetStream follow "
+                    "them (the subject is bridged to NATS Streaming): which of those the "
+                    "group saw cannot be told. Move a subject's listeners before its "
+                    "publishers, or pass --at-least-once to start after the last copy"
+                )
+            if loop.time() > deadline:
+                raise ConfigurationError(
+                    f"the stream holds {ledger.subject!r} up to STAN #{ledger.last_origin} "
+                    f"and {start.group.label} acknowledged up to #{needed}: after "
+                    f"{self.options.wait:g}s the stream still lacks the rest. Is the "
+                    "bridge running? (or run migrate without --no-copy)"
+                )
+            await asyncio.sleep(0.1)
 
     async def _create_consumer(
         self, stream: EventStream, plan: MigrationPlan, start: ConsumerStart
@@ -461,10 +517,7 @@ class Migration:
             logger.info("consumer %s exists already; left as it is", start.consumer.name)
             return ConsumerOutcome(start, existing, created=False)
         ledger = next(s.ledger for s in plan.subjects if s.subject == start.group.subject)
-        sequence = ledger.positions.get(start.resume_at)
-        if sequence is None:
-            # Nothing copied at or after that position yet: from the next message stored.
-            sequence = await stream.last_sequence() + 1
+        sequence = ledger.starts[start.resume_at]
         await stream.create_consumer(start.consumer, start_sequence=sequence)
         logger.info(
             "created consumer %s at stream #%d (STAN #%d)",
