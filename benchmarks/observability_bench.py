@@ -13,6 +13,9 @@ validates and acknowledges every one of them, with the bus's middleware:
   ``BatchSpanProcessor`` settings) that records every span and hands it to an exporter
   that drops it: the SDK's work on each span counts, no network;
 - ``tracing 10%``: the same with ``TraceIdRatioBased(0.1)``: one span in ten recorded;
+- ``tracing off``: ``Tracing()`` on the API's no-op provider (the ``otel`` extra
+  installed, no SDK configured): the middleware's own work, extracting the context
+  included;
 - ``metrics``: ``Metrics(CollectorRegistry())``.
 
 The events are published with trace context in their headers, as a traced publisher
@@ -46,6 +49,7 @@ from opentelemetry.sdk.trace.export import (  # noqa: E402
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased  # noqa: E402
+from opentelemetry.trace import NoOpTracerProvider  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from common_events import (  # noqa: E402
@@ -141,6 +145,8 @@ class Bench:
             return [Tracing(tracer_provider=self.provider)]
         if name == "tracing 10%":
             return [Tracing(tracer_provider=self.sampled)]
+        if name == "tracing off":
+            return [Tracing(tracer_provider=NoOpTracerProvider())]
         if name == "metrics":
             return [Metrics(CollectorRegistry())]
         if name == "pass-through":
@@ -178,7 +184,7 @@ class Bench:
         return Result(self.messages, seconds, cpu)
 
 
-NAMES = ("none", "pass-through", "tracing", "tracing 10%", "metrics")
+NAMES = ("none", "pass-through", "tracing", "tracing 10%", "tracing off", "metrics")
 
 
 async def run_transport(
