@@ -80,7 +80,7 @@ async def test_an_outage_logs_each_change_of_state_once(
 
     lines = watch.lines()
     lost, *retrying, back = lines
-    assert lost.startswith("payments lost its NATS connection")
+    assert lost.startswith("payments lost its NATS connection (disconnected: ")
     assert "reconnecting every 0.1s" in lost
     attempts = [int(re.search(r"attempt (\d+) failed", line)[1]) for line in retrying]  # type: ignore[index]
     # Attempts 1, 2, 4, 8, 16 (and any whose reason changed), never each one.

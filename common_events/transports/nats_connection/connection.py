@@ -287,8 +287,8 @@ class NatsConnection:
         changed = reason != self._last_attempt_error
         self._last_attempt_error = reason
         level = logging.WARNING if changed or attempts & (attempts - 1) == 0 else logging.DEBUG
-        limit = self.options.max_reconnect_attempts
-        of = f" of {limit * max(1, len(self.servers.servers))}" if limit >= 0 else ""
+        per_server = self._attempts_per_server()
+        of = f" of {per_server * max(1, len(self.servers.servers))}" if per_server else ""
         logger.log(
             level,
             "%s: still reconnecting to NATS after %.1fs, attempt %d%s failed: %s",
@@ -314,6 +314,12 @@ class NatsConnection:
             self._closing_tasks.add(task)
             task.add_done_callback(self._closing_tasks.discard)
 
+    def _attempts_per_server(self) -> int | None:
+        """How many reconnects nats-py tries per server before it gives up; ``None``:
+        it never does (it tries while ``reconnects <= max_reconnect_attempts``)."""
+        limit = self.options.max_reconnect_attempts
+        return limit + 1 if limit > 0 else None
+
     async def _on_disconnected(self) -> None:
         # nats-py calls this on close() too; only an outage is worth a warning.
         if isinstance(self._state, Connected) and not self.client.is_closed:
@@ -322,13 +328,13 @@ class NatsConnection:
             self._failed_attempts = 0
             self._last_attempt_error = ""
             reason, self._drop_reason = self._drop_reason, None
-            limit = self.options.max_reconnect_attempts
+            attempts = self._attempts_per_server()
             logger.warning(
-                "%s lost its NATS connection%s; reconnecting every %gs%s",
+                "%s lost its NATS connection (disconnected%s); reconnecting every %gs%s",
                 self.name,
-                f" ({reason})" if reason else "",
+                f": {reason}" if reason else "",
                 self.options.reconnect_time_wait,
-                f", at most {limit} time(s) per server" if limit >= 0 else "",
+                f", at most {attempts} attempts per server" if attempts else "",
             )
 
     async def _on_reconnected(self) -> None:
