@@ -397,12 +397,7 @@ class Migration:
                         } & set(options.queue_groups):
                             continue
                         unacked: list[int] | None = None
-                        if (
-                            options.at_least_once
-                            and not dry_run
-                            and not group.online
-                            and group.pending
-                        ):
+                        if not dry_run and not group.online and group.pending:
                             unacked = (
                                 await peek_unacknowledged(
                                     self._stan.client,
@@ -422,6 +417,7 @@ class Migration:
                                 channel_first=first,
                                 at_least_once=options.at_least_once,
                                 unacknowledged=unacked,
+                                dry_run=dry_run,
                             )
                         )
             wanted = [s.resume_at for s in starts if s.group.subject == name]

@@ -8,10 +8,12 @@ starts: the first message after the last one the group acknowledged on STAN.
 That position is exact only while the group is stopped with nothing unacknowledged: a
 member still running may acknowledge more after the position was read, and which of
 several sent messages are still unacknowledged the monitor does not say. Otherwise the
-plan refuses, saying what to do, unless told ``at_least_once``: then a stopped group's
+plan refuses, saying what to do, unless told ``at_least_once``. A stopped group's
 unacknowledged messages are read by joining it (the server hands them to a new member
-at once; nothing is acknowledged), and for a running one the position goes back by what
-its members may hold unacknowledged (their max in flight).
+at once; nothing is acknowledged): when they are the last ones sent (a service stopped
+under traffic leaves what arrived while it drained), the position is exact after all.
+For a running group, ``at_least_once`` goes back by what its members may hold
+unacknowledged (their max in flight).
 """
 
 from __future__ import annotations
@@ -133,11 +135,13 @@ def plan_start(
     channel_first: int,
     at_least_once: bool,
     unacknowledged: list[int] | None = None,
+    dry_run: bool = False,
 ) -> ConsumerStart:
     """Where the consumer of ``group`` starts.
 
-    ``unacknowledged``: the sequences read by joining the stopped group, if they were
-    (a dry run does not); without them the oldest is estimated.
+    ``unacknowledged``: the sequences a stopped group has not acknowledged, read by
+    joining it (a dry run does not, and estimates). When they are the last ones sent,
+    the position is exact all the same.
     """
     consumer = consumer_for(group, settings)
     after_acked = max(channel_first, group.last_sent + 1)
@@ -164,18 +168,32 @@ def plan_start(
         problem = f"{group.pending} message(s) unacknowledged"
         if unacknowledged:
             resume = max(channel_first, min(unacknowledged))
+            if set(unacknowledged) >= set(range(resume, group.last_sent + 1)):
+                # The unacknowledged ones are the last ones sent (delivered while the
+                # service drained, and left for redelivery): everything before them was
+                # acknowledged, nothing after. Starting at the first of them is exact.
+                return ConsumerStart(
+                    group,
+                    consumer,
+                    resume,
+                    f"after the last acknowledged, #{resume - 1} (the {group.pending} sent "
+                    "after it were not acknowledged: they come again)",
+                )
             how = f"the oldest unacknowledged, #{resume} ({group.pending} unacknowledged)"
+            problem += (
+                f" among later ones it acknowledged (#{resume} is not, #{group.last_sent} was sent)"
+            )
         else:
             resume = max(channel_first, group.last_sent + 1 - group.pending)
             how = (
-                f"the oldest unacknowledged ({group.pending} unacknowledged; about "
-                f"#{resume}, read exactly when it runs)"
+                f"after the last acknowledged, #{resume - 1}, if the {group.pending} "
+                "unacknowledged are the last ones sent (read when it runs)"
             )
         fix = (
             "start that service on NATS Streaming again until it has acknowledged them "
             "(or they went to its dead-letter channel), stop it, and run migrate again"
         )
-    if at_least_once:
+    if at_least_once or (unacknowledged is None and not group.online and dry_run):
         return ConsumerStart(group, consumer, resume, how)
     refusal = (
         f"{group.label} on {group.subject!r}: {problem}. Its position cannot be carried "

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -25,9 +27,11 @@ from common_events.transports.jetstream import JetStreamTransport
 from common_events.transports.stan import StanTransport
 from tests.fixtures.stan import ServerFactory
 from tests.interop.conftest import node_peer_installed  # noqa: F401 (a fixture)
+from tests.support.servers import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-m", "common_events.cli.main")
+NODE_DIR = Path(__file__).parent / "node"
 
 
 @pytest.fixture
@@ -188,3 +192,22 @@ async def until(check: Callable[[], Any], within: float = 30.0, what: str = "") 
             if result:
                 return
             await asyncio.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def jetstream_peer() -> Path:
+    node = shutil.which("node")
+    if node is None or shutil.which("npm") is None:
+        missing("node and npm are needed for the Node JetStream peer (Node 18 or later)")
+    if not (NODE_DIR / "node_modules" / "nats").is_dir():
+        result = subprocess.run(
+            ["bash", str(NODE_DIR.parent / "install.sh")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if result.returncode != 0:
+            missing(f"tests/migration/install.sh failed:\n{result.stdout}\n{result.stderr}")
+    assert node is not None
+    return Path(node)

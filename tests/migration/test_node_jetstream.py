@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,34 +16,13 @@ from common_events.events import PaymentCreatedEvent, TicketCreatedEvent
 from common_events.testing.servers import EmbeddedNatsServer
 from common_events.transports.jetstream import JetStreamTransport
 from tests.interop.conftest import NodePeer
-from tests.migration.conftest import run_cli, until
+from tests.migration.conftest import NODE_DIR, run_cli, until
 from tests.migration.events import payload
 from tests.migration.test_migrate import collecting_listener
-from tests.support.servers import missing
 
 pytestmark = pytest.mark.timeout(120)
 
-NODE_DIR = Path(__file__).parent / "node"
 PEER = NODE_DIR / "peer.js"
-
-
-@pytest.fixture(scope="session")
-def jetstream_peer() -> Path:
-    node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        missing("node and npm are needed for the Node JetStream peer (Node 18 or later)")
-    if not (NODE_DIR / "node_modules" / "nats").is_dir():
-        result = subprocess.run(
-            ["bash", str(NODE_DIR.parent / "install.sh")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0:
-            missing(f"tests/migration/install.sh failed:\n{result.stdout}\n{result.stderr}")
-    assert node is not None
-    return Path(node)
 
 
 class NodeService:
