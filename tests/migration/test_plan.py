@@ -140,3 +140,23 @@ async def test_help_explains_the_command(command: str) -> None:
 
 def test_payload_helpers_round_trip() -> None:
     assert event_id(payload("expiration:complete", "o-1")) == "o-1"
+
+
+async def test_dead_letter_channels_are_copied_on_request(
+    stan: StanServer,
+    stan_client: StanTransport,
+    nats_server: EmbeddedNatsServer,
+    stream: EventStream,
+) -> None:
+    await publish(stan_client, "ticket:created", ["t1"])
+    await stan_client.publish("dead-letter:ticket:created", b'{"reason":"invalid_json"}')
+    without = await run_cli(*migrate_args(stan, nats_server, "--subject", "ticket:created"))
+    assert without.status == 0 and "dead-letter:ticket:created" not in without.stdout
+    result = await run_cli(
+        *migrate_args(stan, nats_server, "--subject", "ticket:created", "--dead-letters")
+    )
+    assert result.status == 0, result.stdout + result.stderr
+    assert "1 message(s) copied" in result.stdout
+    assert [m.data async for m in stream.scan("dead-letter:ticket:created")] == [
+        b'{"reason":"invalid_json"}'
+    ]
