@@ -189,9 +189,9 @@ async def _run(bridge: Bridge, health_port: int | None) -> None:
         while not bridge.started and not task.done():
             await asyncio.wait({task}, timeout=0.05)
         if bridge.started:
-            print(f"bridge running: {bridge.describe()}", flush=True)
             if health_port is not None:
                 health = await _serve_health(bridge, health_port)
+            print(f"bridge running: {bridge.describe()}", flush=True)
         await task
     finally:
         if health is not None:

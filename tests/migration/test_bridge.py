@@ -222,3 +222,26 @@ async def test_a_subject_is_never_bridged_both_ways(
     )  # fmt: skip
     assert result.status == 1
     assert "bridged both ways" in result.stderr
+
+
+async def test_the_bridge_answers_health_probes_like_a_service(
+    stan: StanServer, nats_server: EmbeddedNatsServer, cli_processes: Any
+) -> None:
+    import urllib.request
+
+    from common_events.testing.servers import free_loopback_port
+
+    port = free_loopback_port()
+    bridge: CliProcess = await cli_processes(
+        *bridge_args(stan, nats_server, "--health-port", str(port))
+    )
+    await bridge.wait_for_line("bridge running")
+
+    def status(path: str) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return int(answer.status)
+
+    assert await asyncio.to_thread(status, "/livez") == 200
+    assert await asyncio.to_thread(status, "/readyz") == 200
+    bridge.terminate()
+    assert await bridge.wait() == 0, bridge.output
