@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.errors import UnexpectedEOF
 
@@ -65,13 +66,36 @@ class _FirstConnectFailed(Exception):
         return "no server answered"
 
 
+class _TlsOnlyClient(Client):
+    """A nats-py client that refuses a server whose greeting does not require TLS.
+
+    nats-py upgrades to TLS only when the server's INFO asks for it, whatever the URL's
+    scheme or the ``tls`` option: a ``tls://`` URL pointed at a plain server would send
+    the credentials in the clear. The greeting is checked here, before the CONNECT that
+    carries them is written. ``_process_info`` is nats-py's own step between the two
+    (2.10 through 2.16 at least; the dependency matrix runs on both ends).
+    """
+
+    async def _process_info(
+        self, info: dict[str, Any], initial_connection: bool = False
+    ) -> None:
+        if initial_connection and not info.get("tls_required", False):
+            raise nats.errors.SecureConnWantedError()
+        await super()._process_info(info, initial_connection=initial_connection)
+
+
 class NatsConnection:
     """A nats-py ``Client`` plus its state, its loss reporting and its log lines."""
 
     def __init__(self, servers: ServerList, options: NatsOptions, *, owned: bool = True) -> None:
         self.servers = servers
         self.options = options
-        self.client = Client()
+        # TLS is wanted when any server is tls:// or a TLS context is given; then a
+        # server that does not require it is refused rather than spoken to in the clear.
+        wants_tls = options.tls is not None or any(
+            server.startswith("tls://") for server in servers.servers
+        )
+        self.client = _TlsOnlyClient() if wants_tls else Client()
         self.owned = owned
         self.lost = ConnectionLostFanout()
         self._state: ConnectionState = Connecting()
@@ -229,6 +253,11 @@ class NatsConnection:
         if any(is_auth_failure(e) for e in seen):
             return AuthenticationError(
                 f"NATS at {where} refused the credentials ({reasons}): {self._refusal_hint()}"
+            )
+        if any(isinstance(e, nats.errors.SecureConnWantedError) for e in seen):
+            return ConnectError(
+                f"NATS at {where} does not offer TLS, which tls:// or tls= asks for; "
+                "nothing was sent (enable TLS on the server, or use nats://)"
             )
         if any(is_tls_failure(e) for e in seen):
             return ConnectError(

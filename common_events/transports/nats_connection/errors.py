@@ -240,7 +240,10 @@ def is_auth_failure(error: BaseException) -> bool:
 
 
 def is_tls_failure(error: BaseException) -> bool:
-    return isinstance(error, ssl.SSLError | nats.errors.SecureConnFailedError)
+    return isinstance(
+        error,
+        ssl.SSLError | nats.errors.SecureConnFailedError | nats.errors.SecureConnWantedError,
+    )
 
 
 def permission_violation(error: BaseException) -> tuple[str, str] | None:
