@@ -90,7 +90,13 @@ class Listener(ABC, Generic[E]):
     """A new subscription starts at the first stored message, not only new ones."""
 
     ack_wait: ClassVar[float] = 5.0
-    """Seconds before an unacknowledged message is delivered again."""
+    """Seconds before an unacknowledged message is delivered again.
+
+    A handler may take longer: while it runs, the listener tells the broker every
+    ``ack_wait / 3`` that it is still working (memory; JetStream's in-progress ack), so
+    its message is not delivered again meanwhile. NATS Streaming cannot be told: there a
+    handler that outlasts ``ack_wait`` sees its message delivered again while it runs
+    (the listener warns once), so set ``ack_wait`` above the longest a handler takes."""
 
     max_in_flight: ClassVar[int] = 16
     """At most this many delivered, unacknowledged messages per listener. This bounds
