@@ -36,6 +36,7 @@ from common_events.outbox import (
     delivery_key,
     purge_processed,
 )
+from common_events.testing.servers import StanServer
 from tests.outbox.support import Ticket, create_service_tables, ticket_event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -252,7 +253,7 @@ class SlowApplier(IdempotentListener[TicketCreatedEvent]):
     redelivery wait for it in PostgreSQL."""
 
     queue_group = "orders-service"
-    ack_wait = 0.5
+    ack_wait = 1.0  # NATS Streaming counts whole seconds
     max_in_flight = 1
 
     def __init__(
@@ -274,11 +275,12 @@ class SlowApplier(IdempotentListener[TicketCreatedEvent]):
 
 
 async def test_a_redelivery_while_the_first_still_runs_waits_and_skips(
-    postgres_url: str,
+    postgres_url: str, stan_server: StanServer
 ) -> None:
     """ack_wait passes while the first delivery's transaction is open; the broker hands
     the message to the other member, whose key insert waits on the first's, then finds
-    the key once it committed."""
+    the key once it committed. NATS Streaming is the broker that does this (it cannot be
+    told a handler is still working; memory and JetStream can, so they do not)."""
     engine = create_async_engine(postgres_url)
     await create_tables(engine)
     await create_service_tables(engine)
@@ -289,7 +291,7 @@ async def test_a_redelivery_while_the_first_still_runs_waits_and_skips(
         "second_waits": asyncio.Event(),
         "done": asyncio.Event(),
     }
-    async with await connect("memory://") as bus:
+    async with await connect(stan_server.url, cluster_id=stan_server.cluster_id) as bus:
         members = [SlowApplier(bus, sessions, shared), SlowApplier(bus, sessions, shared)]
         for member in members:
             await member.listen()
