@@ -43,9 +43,11 @@ matrix: $(STAMP)
 	PATH="$$PATH:$$(go env GOPATH 2>/dev/null)/bin" $(BIN)/python -m pytest \
 		tests/release/test_dependency_matrix.py tests/release/test_protocol_module.py $(PYTEST_ARGS)
 
+# FastStream (benchmarks/requirements.txt) is the JetStream benchmark's third client.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	@set -e; for bench in benchmarks/*_bench.py; do \
-		echo "== $$bench"; $(BIN)/python $$bench; \
+		echo "== $$bench"; PATH="$$PATH:$$(go env GOPATH 2>/dev/null)/bin" $(BIN)/python $$bench; \
 	done
 
 build: $(STAMP)
