@@ -5,8 +5,9 @@ session's ack inbox. At most ``max_pub_acks_inflight`` publishes are unacknowled
 more wait, in order, for a free slot. A publish without its PubAck in time fails with
 ``PublishTimeout`` on its own, without holding up the others.
 
-Each waiting publish keeps its encoded message and the number of its last send, so that
-after an outage (``recovery``) those sent before it can go again with the same guid.
+Each waiting publish keeps its payload (the caller holds it until the PubAck anyway)
+and the number of its last send, so that after an outage (``recovery``) those sent
+before it can go again with the same guid.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class PubAckSlots:
 class _PendingPublish:
     """A publish sent and waiting for its PubAck."""
 
-    __slots__ = ("future", "message", "nats_subject", "sent", "subject", "timeout", "timer")
+    __slots__ = ("data", "future", "sent", "subject", "timeout", "timer")
 
     def __init__(
         self,
@@ -114,15 +115,16 @@ class _PendingPublish:
         subject: str,
         timeout: float,
         timer: asyncio.TimerHandle | None,
+        data: bytes,
+        sent: int,
     ) -> None:
         self.future = future
         self.subject = subject
         self.timeout = timeout
         self.timer = timer
-        self.nats_subject = ""
-        self.message = b""
-        """The PubMsg as sent, guid included, for sending it again."""
-        self.sent = 0
+        self.data = data
+        """The payload, for sending it again."""
+        self.sent = sent
         """The number of its last send (``PubAckPipeline.sent``)."""
 
 
@@ -149,13 +151,8 @@ class PubAckPipeline:
         self._routes: dict[str, tuple[str, protocol.PubMsgEncoder]] = {}
         self.sent = 0
         """Sends so far, sending again included; each send is numbered."""
-        self.acked = 0
-        """PubAcks that settled a publish so far (progress, for the recovery's watch)."""
         # Sends numbered below this may have been lost in an outage.
         self._suspect_below = 0
-        # The first send nats-py buffered while reconnecting: it goes out on the new
-        # connection, so neither it nor any later send is lost with the old one.
-        self._buffered_from: int | None = None
 
     @property
     def inflight(self) -> int:
@@ -179,25 +176,22 @@ class PubAckPipeline:
         loop = asyncio.get_running_loop()
         guid = f"{self._guid_prefix}{next(self._guid_counter):x}"
         future: asyncio.Future[str] = loop.create_future()
+        self.sent = sent = self.sent + 1
         default_timeout = self.publish_timeout
         if ack_timeout is None or ack_timeout == default_timeout:
-            entry = _PendingPublish(future, subject, default_timeout, None)
+            entry = _PendingPublish(future, subject, default_timeout, None, data, sent)
             self._deadlines.append((loop.time() + default_timeout, guid))
             if self._expiry is None:
                 self._expiry = loop.call_later(default_timeout, self._expire_due)
         else:
             timer = loop.call_later(ack_timeout, self._expire, guid)
-            entry = _PendingPublish(future, subject, ack_timeout, timer)
+            entry = _PendingPublish(future, subject, ack_timeout, timer, data, sent)
         self._pending[guid] = entry
         nats_subject, encoder = route
-        entry.nats_subject = nats_subject
-        entry.message = message = encoder.encode(guid, data)
-        self.sent = entry.sent = sent = self.sent + 1
-        nats = owner.nats
-        if self._buffered_from is None and nats.is_reconnecting:
-            self._buffered_from = sent
         try:
-            await nats.publish(nats_subject, message, reply=self.ack_subject)
+            await owner.nats.publish(
+                nats_subject, encoder.encode(guid, data), reply=self.ack_subject
+            )
         except Exception as error:
             if self._pending.pop(guid, None) is not None:
                 if entry.timer is not None:
@@ -240,7 +234,6 @@ class PubAckPipeline:
             return
         if entry.timer is not None:
             entry.timer.cancel()
-        self.acked += 1
         deadlines = self._deadlines
         while deadlines and deadlines[0][1] not in self._pending:
             deadlines.popleft()
@@ -284,32 +277,37 @@ class PubAckPipeline:
 
     # -- after an outage -----------------------------------------------------------------
 
-    def suspect_sent(self, *, reconnecting: bool) -> None:
+    @property
+    def oldest(self) -> str | None:
+        """The guid of the publish that has waited longest, if any."""
+        return next(iter(self._pending), None)
+
+    def suspect_sent(self) -> None:
         """An outage: what was sent so far may not have reached the server, or its PubAck
-        may not have reached us. ``reconnecting``: the NATS connection dropped, and what
-        nats-py buffered meanwhile goes out on the new one, so it is not suspect."""
-        below = self.sent + 1
-        if reconnecting and self._buffered_from is not None:
-            below = self._buffered_from
-        self._suspect_below = max(self._suspect_below, below)
+        may not have reached us."""
+        self._suspect_below = self.sent + 1
 
     async def resend_suspects(self) -> int:
         """Send again, with their guids, the waiting publishes that may have been lost;
         return how many were sent. The server takes publishes again (a PING said so)."""
         below, self._suspect_below = self._suspect_below, 0
-        self._buffered_from = None
-        suspects = [entry for entry in self._pending.values() if entry.sent < below]
+        suspects = [(guid, entry) for guid, entry in self._pending.items() if entry.sent < below]
         nats = self._owner.nats
         resent = 0
-        for entry in suspects:
+        for guid, entry in suspects:
             if entry.future.done():
                 continue
+            nats_subject, encoder = self._routes.get(entry.subject) or self._route_for(
+                entry.subject
+            )
             self.sent = entry.sent = self.sent + 1
             try:
-                await nats.publish(entry.nats_subject, entry.message, reply=self.ack_subject)
+                await nats.publish(
+                    nats_subject, encoder.encode(guid, entry.data), reply=self.ack_subject
+                )
             except Exception as error:
                 # The connection dropped again: the next recovery sends the rest.
-                self._suspect_below = max(self._suspect_below, self.sent + 1)
+                self._suspect_below = self.sent + 1
                 logger.debug("sending again stopped: %s", error)
                 break
             resent += 1

@@ -2,9 +2,9 @@
 
 A publish whose bytes or PubAck were lost in an outage would otherwise wait for its
 whole timeout although the server takes publishes again long before. So after every
-reconnect of the NATS connection, and whenever publishes are waiting while no PubAck has
-come for ``stall_after`` seconds (a leader lost behind the node we are connected to),
-the session PINGs the server. While the PING gets no answer (no responder: no leader
+reconnect of the NATS connection, and whenever a publish has waited ``stall_after``
+seconds for its PubAck (a leader lost behind the node we are connected to), the session
+PINGs the server. While the PING gets no answer (no responder: no leader
 yet; or no reply in time), it asks again every ``probe_interval`` seconds. Once the
 server answers, the publishes that were sent before the outage was seen and are still
 waiting go again at once, with the same guid; the server stores them (again, if the
@@ -15,7 +15,8 @@ lost at once (every waiting publish fails with ``ConnectionLost``).
 Resending was chosen over failing the waiting publishes with an "outcome unknown" error:
 the duplicates are the same (a caller would retry those it is told may be lost), the
 caller needs no retry code, and the cost on the publish path is a counter and a
-reference per publish (``docs/delivery-guarantees.md``).
+reference per publish (``docs/delivery-guarantees.md``). What nats-py buffers while it
+reconnects is not sent again: it goes out on the new connection.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class PublishRecovery:
                 state = await connection.wait_for_state(Reconnecting, Closed, Lost)
                 if not isinstance(state, Reconnecting):
                     return
-                self._pipeline.suspect_sent(reconnecting=True)
+                # What nats-py buffers from now on goes out on the new connection.
+                self._pipeline.suspect_sent()
                 state = await connection.wait_for_state(Connected, Closed, Lost)
                 if not isinstance(state, Connected):
                     return
@@ -122,16 +124,21 @@ class PublishRecovery:
         pipeline = self._pipeline
         with contextlib.suppress(asyncio.CancelledError):
             while self._owner.is_connected:
-                acked = pipeline.acked
+                oldest = pipeline.oldest
                 await asyncio.sleep(self._stall_after)
                 reconnects = self._reconnects()
                 if reconnects != self._reconnects_seen:
-                    # A reconnect nobody reported (the caller's own connection).
+                    # A reconnect nobody reported (the caller's own connection): what
+                    # was sent during it may have gone twice, better than not at all.
                     self._reconnects_seen = reconnects
-                    pipeline.suspect_sent(reconnecting=True)
+                    pipeline.suspect_sent()
                     await self._recover("a reconnect")
-                elif pipeline.inflight and pipeline.acked == acked and not self._lock.locked():
-                    await self._recover(f"no PubAck for {self._stall_after:g}s")
+                elif (
+                    oldest is not None
+                    and pipeline.oldest == oldest
+                    and not self._lock.locked()
+                ):
+                    await self._recover(f"a publish waited {self._stall_after:g}s")
 
     # -- recovering ----------------------------------------------------------------------
 
@@ -154,7 +161,7 @@ class PublishRecovery:
                         )
                     probes += 1
                     # Whatever was sent meanwhile may have gone nowhere (no leader).
-                    pipeline.suspect_sent(reconnecting=False)
+                    pipeline.suspect_sent()
                     await asyncio.sleep(self._probe_interval)
             if not owner.is_connected:
                 return
