@@ -165,12 +165,6 @@ async def test_nkey_users_on_the_embedded_nats_server(
         assert await read_all(bus) == [b"signed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the STAN session re-raises a loss as ConnectionLost "
-    "(transports/stan/session.py check_usable), so a revoked user's publish is not an "
-    "AuthenticationError there, though its text says to check the credentials file",
-)
 async def test_a_revoked_users_publish_is_an_authentication_error(
     streaming: Streaming, operator: Operator
 ) -> None:

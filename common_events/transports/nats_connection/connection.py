@@ -157,6 +157,12 @@ class NatsConnection:
     def add_error_listener(self, listener: ErrorListener) -> None:
         self._error_listeners.append(listener)
 
+    @property
+    def credentials_refused(self) -> bool:
+        """The server refused this connection's credentials (revoked, expired): lost for
+        a reason that reconnecting cannot fix."""
+        return self._refused is not None
+
     def check_usable(self, what: str) -> Client:
         """The client, or the error that says why it cannot be used for ``what``."""
         state = self._state

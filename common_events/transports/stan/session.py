@@ -32,7 +32,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from common_events.errors import ConnectError, ConnectionLost, TransportClosed, TransportError
+from common_events.errors import (
+    AuthenticationError,
+    ConnectError,
+    ConnectionLost,
+    TransportClosed,
+    TransportError,
+)
 from common_events.transports.base import ConnectionLostCallback
 from common_events.transports.nats_connection import (
     ConnectionLostFanout,
@@ -296,6 +302,8 @@ class StanClient:
             return
         lost = self._lost.error
         if lost is not None:
+            if self._connection.credentials_refused:
+                raise AuthenticationError(str(lost))
             raise ConnectionLost(str(lost))
         raise TransportClosed(f"the NATS Streaming client {self.client_id!r} is closed")
 
