@@ -1,29 +1,38 @@
-"""Publishing to the stream: retried under one ``Nats-Msg-Id``, with a bound on the
-publishes waiting on the server.
+"""Publishing to the stream: every publish confirmed, retried under one ``Nats-Msg-Id``,
+with a bound on the publishes waiting on the server.
 
 A publish that raced a server failure (a reconnect, a leader election) is sent again with
 the same message id until the publish timeout, and the stream's duplicate window stores
 it once. The only header this transport adds is that id: every header costs parse time on
 every delivery, and nothing reads any other.
+
+The stream's replies come back on one wildcard subscription of a private inbox
+(``_Replies``), as nats-py's own asynchronous publish does: a publish costs one ``PUB``
+and one entry in a table, no subscription, task or ``wait_for`` of its own.
+``publish_many`` sends a whole window of publishes before it waits (``_Batch``), and
+sends again, under the same ids, those whose reply said to try again or did not come.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from common_events.errors import PermissionDenied, PublishError, PublishTimeout
 from common_events.transports.base import PublishAck
-from common_events.transports.batch import publish_with_workers
 from common_events.transports.jetstream.options import JetStreamOptions
 from common_events.transports.jetstream.permissions import PermissionWatch
 from common_events.transports.nats_connection import (
     JetStreamApiError,
+    NatsFailure,
     Operation,
     classify_nats_error,
 )
@@ -31,6 +40,13 @@ from common_events.transports.nats_connection import (
 logger = logging.getLogger(__name__)
 
 MESSAGE_ID = "Nats-Msg-Id"
+
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+"""The status of the server's reply when nothing listens on the subject (no stream)."""
+
+RETRY_WORKERS = 64
+"""Publishes of a batch sent again at once, after their first attempt failed."""
 
 
 class StreamKnowledge(Protocol):
@@ -44,12 +60,182 @@ class StreamKnowledge(Protocol):
     async def stream_storing(self, subject: str) -> str | None: ...
 
 
+class _Failed(Exception):
+    """One attempt's reply said it failed; ``failure`` says how (ready to raise)."""
+
+    def __init__(self, failure: NatsFailure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+def _confirmation(subject: str, msg: Msg, attempt: int) -> PublishAck:
+    """The stream's reply to a publish: its ``PublishAck``, or ``_Failed``."""
+    headers = msg.headers
+    if headers and headers.get(_STATUS) == _NO_RESPONDERS:
+        raise _Failed(
+            NatsFailure(
+                PublishError(f"publish to {subject!r}: no stream answered"),
+                transient=True,
+                reason="no stream answered",
+            )
+        )
+    try:
+        reply: dict[str, Any] = json.loads(msg.data)
+        error = reply.get("error")
+        if error is None:
+            return PublishAck(
+                subject=subject,
+                sequence=int(reply["seq"]),
+                stream=str(reply["stream"]),
+                # A duplicate on a retry is usually our own earlier attempt, which the
+                # caller never saw succeed: from its side this is the first store.
+                duplicate=attempt == 1 and bool(reply.get("duplicate")),
+            )
+    except (ValueError, KeyError, TypeError, AttributeError) as malformed:
+        raise _Failed(
+            NatsFailure(
+                PublishError(f"publish to {subject!r}: the stream's reply is not a PubAck"),
+                transient=False,
+                reason=f"malformed reply ({malformed})",
+            )
+        ) from None
+    status = error.get("code") if isinstance(error, dict) else None
+    description = str(error.get("description") or "") if isinstance(error, dict) else ""
+    description = description or f"error {status}"
+    # 503: JetStream is not (yet) available: no meta leader, not enabled, restarting.
+    transient = status == 503
+    raise _Failed(
+        NatsFailure(
+            JetStreamApiError(
+                f"publish to {subject!r}: JetStream refused: {description}",
+                status=status if isinstance(status, int) else None,
+                err_code=error.get("err_code") if isinstance(error, dict) else None,
+                description=description,
+            ),
+            transient,
+            f"JetStream unavailable ({description})" if transient else description,
+        )
+    )
+
+
+def _time_out(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Replies:
+    """The stream's replies to this connection's publishes, on one subscription.
+
+    Each publish names ``<inbox>.<token>`` as its reply subject; the reply goes to what
+    waits on the token: the future of one publish, or a position of a ``_Batch``.
+    nats-py subscribes again after a reconnect.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.prefix = ""
+        self._cut = 0
+        self._tokens = 0
+        self.waiting: dict[str, asyncio.Future[Msg] | tuple[_Batch, int]] = {}
+        self._starting: asyncio.Lock | None = None
+
+    def token(self) -> str:
+        self._tokens += 1
+        return f"{self._tokens:x}"
+
+    async def start(self) -> str:
+        if self.prefix:
+            return self.prefix
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if not self.prefix:
+                # The client's inbox prefix: the same subscribe permission as a request.
+                prefix = f"{self._client.new_inbox()}."
+                await self._client.subscribe(f"{prefix}*", cb=self._on_reply)
+                self._cut = len(prefix)
+                self.prefix = prefix
+        return self.prefix
+
+    async def _on_reply(self, msg: Msg) -> None:
+        waiter = self.waiting.pop(msg.subject[self._cut :], None)
+        if waiter is None:
+            return  # given up on (timed out): a retry under the same id follows
+        if type(waiter) is tuple:
+            batch, position = waiter
+            batch.reply(position, msg)
+        elif not waiter.done():  # type: ignore[union-attr]
+            waiter.set_result(msg)  # type: ignore[union-attr]
+
+    def fail_all(self, error: Exception) -> None:
+        """Closing: every publish still waiting for its reply fails with ``error``."""
+        waiting, self.waiting = self.waiting, {}
+        for waiter in waiting.values():
+            if isinstance(waiter, tuple):
+                waiter[0].abort(error)
+            elif not waiter.done():
+                waiter.set_exception(error)
+
+
+class _Batch:
+    """The first attempt of every publish of one ``publish_many``, pipelined.
+
+    At most a window of them wait for their reply at once; the sender sleeps until the
+    replies bring them down to ``wake_at`` (half the window: one wake-up per half
+    window, not one per reply). A publish whose reply said to try again (``failures``)
+    is left for the retry pass, under the same message id.
+    """
+
+    __slots__ = ("aborted", "failures", "outstanding", "results", "subject", "wake", "wake_at")
+
+    def __init__(self, subject: str, size: int) -> None:
+        self.subject = subject
+        self.results: list[PublishAck | Exception | None] = [None] * size
+        self.failures: dict[int, NatsFailure] = {}
+        self.outstanding = 0
+        self.wake: asyncio.Future[None] | None = None
+        self.wake_at = 0
+        self.aborted: Exception | None = None
+
+    def reply(self, position: int, msg: Msg) -> None:
+        self.outstanding -= 1
+        try:
+            self.results[position] = _confirmation(self.subject, msg, 1)
+        except _Failed as failed:
+            if failed.failure.transient:
+                self.failures[position] = failed.failure
+            else:
+                self.results[position] = _final(self.subject, failed.failure)
+        wake = self.wake
+        if wake is not None and self.outstanding <= self.wake_at and not wake.done():
+            wake.set_result(None)
+
+    def abort(self, error: Exception) -> None:
+        self.aborted = error
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
+
+
+def _final(subject: str, failure: NatsFailure) -> Exception:
+    """The error a publish ends with when ``failure`` is not worth another attempt."""
+    if isinstance(failure.error, JetStreamApiError):
+        return PublishError(
+            f"JetStream refused the publish to {subject!r}: {failure.error.description}"
+        )
+    return failure.error
+
+
 class Publishing:
     """The publish side of one transport."""
 
     def __init__(
         self,
-        js: JetStreamContext,
+        client: Client,
         options: JetStreamOptions,
         watch: PermissionWatch,
         streams: StreamKnowledge,
@@ -57,20 +243,31 @@ class Publishing:
         check_open: Callable[[], None],
         closing: Callable[[], bool],
     ) -> None:
-        self._js = js
+        self._client = client
         self._options = options
         self._watch = watch
         self._streams = streams
         self._check_open = check_open
         self._closing = closing
         self._slots = asyncio.Semaphore(options.max_pending_publishes)
+        self._replies = _Replies(client)
+        # Message ids: unique per transport (a random prefix) and per publish (a
+        # counter); cheaper than a UUID each.
+        self._id_prefix = f"{uuid.uuid4().hex}."
+        self._sent = 0
 
-    async def publish_many(
-        self, subject: str, payloads: Sequence[bytes]
-    ) -> list[PublishAck | Exception]:
-        return await publish_with_workers(
-            self.publish, subject, payloads, workers=self._options.max_pending_publishes
-        )
+    def _headers(self, given: Mapping[str, str] | None) -> dict[str, str]:
+        self._sent += 1
+        headers = {MESSAGE_ID: f"{self._id_prefix}{self._sent:x}"}
+        if given:
+            headers.update(given)  # the caller's own Nats-Msg-Id wins
+        return headers
+
+    def close(self, error: Exception) -> None:
+        """The transport closes: publishes waiting for their reply fail with ``error``."""
+        self._replies.fail_all(error)
+
+    # -- one publish -------------------------------------------------------------------
 
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
@@ -93,76 +290,69 @@ class Publishing:
                 f"{self._options.max_pending_publishes} publishes were waiting on the server"
             ) from None
         try:
-            return await self._publish(subject, data, headers, deadline)
+            return await self._publish(subject, data, self._headers(headers), deadline)
         finally:
             self._slots.release()
 
-    async def _publish(
-        self, subject: str, data: bytes, headers: Mapping[str, str] | None, deadline: float
+    async def _attempt(
+        self, subject: str, data: bytes, headers: dict[str, str], wait: float, attempt: int
     ) -> PublishAck:
-        message_headers = {MESSAGE_ID: uuid.uuid4().hex}
-        if headers:
-            message_headers.update(headers)
+        replies = self._replies
+        prefix = replies.prefix or await replies.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        token = replies.token()
+        replies.waiting[token] = future
+        try:
+            await self._client.publish(subject, data, reply=prefix + token, headers=headers)
+            expiry = loop.call_later(wait, _time_out, future)
+            try:
+                msg = await future
+            finally:
+                expiry.cancel()
+        finally:
+            replies.waiting.pop(token, None)
+        return _confirmation(subject, msg, attempt)
+
+    async def _publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str],
+        deadline: float,
+        *,
+        attempt: int = 0,
+        last_problem: str = "no reply",
+    ) -> PublishAck:
+        """Attempts after ``attempt`` until confirmed, refused or past ``deadline``."""
         options = self._options
         loop = asyncio.get_running_loop()
-        attempt = 0
-        backoff = 0.05
-        last_problem = "no reply"
+        backoff = 0.05 * 2 ** min(attempt, 4) if attempt else 0.05
         stream_checked = False
         while True:
             attempt += 1
             remaining = deadline - loop.time()
+            timeout = max(0.05, min(remaining, options.publish_attempt_timeout))
             try:
-                reply = await self._watch.run(
-                    "publish",
-                    subject,
-                    self._js.publish(
-                        subject,
-                        data,
-                        timeout=max(0.05, min(remaining, options.publish_attempt_timeout)),
-                        headers=message_headers,
-                    ),
+                ack = await self._watch.run(
+                    "publish", subject, self._attempt(subject, data, headers, timeout, attempt)
                 )
             except PermissionDenied as error:
-                raise PermissionDenied(
-                    f"NATS refused the publish to {subject!r} ({error}): the user may not "
-                    "publish there; nothing was stored"
-                ) from None
+                raise self._denied(subject, error) from None
             except Exception as error:
-                what = f"publish to {subject!r}"
-                failure = classify_nats_error(
-                    error, Operation.PUBLISH, what, closing=self._closing()
-                )
-                if failure is None or failure.error is error:
-                    raise
+                failure = self._failure(subject, error)
                 if not failure.transient:
-                    if isinstance(failure.error, JetStreamApiError):
-                        raise PublishError(
-                            f"JetStream refused the publish to {subject!r}: "
-                            f"{failure.error.description}"
-                        ) from error
-                    raise failure.error from error
+                    raise _final(subject, failure) from error
                 if not stream_checked and not self._streams.stores(subject):
                     # Nothing answers a subject no stream stores: say so now rather
                     # than retry until the publish timeout.
                     stream_checked = True
-                    if await self._streams.stream_storing(subject) is None:
-                        raise PublishError(
-                            f"no JetStream stream stores {subject!r} (stream "
-                            f"{self._streams.stream} stores the event subjects)"
-                        ) from None
+                    await self._check_stored(subject)
                 last_problem = failure.reason
             else:
                 if attempt > 1:
                     logger.info("publish to %s stored after %d attempts", subject, attempt)
-                return PublishAck(
-                    subject=subject,
-                    sequence=int(reply.seq),
-                    stream=str(reply.stream),
-                    # A duplicate on a retry is usually our own earlier attempt, which
-                    # the caller never saw succeed: from its side this is the first store.
-                    duplicate=bool(reply.duplicate) and attempt == 1,
-                )
+                return ack
             if loop.time() + backoff >= deadline:
                 raise PublishTimeout(
                     f"publish to {subject!r} not confirmed within "
@@ -171,3 +361,185 @@ class Publishing:
             logger.debug("publish to %s attempt %d: %s; retrying", subject, attempt, last_problem)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.5)
+
+    def _failure(self, subject: str, error: Exception) -> NatsFailure:
+        if isinstance(error, _Failed):
+            return error.failure
+        failure = classify_nats_error(
+            error, Operation.PUBLISH, f"publish to {subject!r}", closing=self._closing()
+        )
+        if failure is None:
+            raise error
+        return failure
+
+    async def _check_stored(self, subject: str) -> None:
+        if await self._streams.stream_storing(subject) is None:
+            raise PublishError(
+                f"no JetStream stream stores {subject!r} (stream "
+                f"{self._streams.stream} stores the event subjects)"
+            ) from None
+
+    @staticmethod
+    def _denied(subject: str, error: PermissionDenied) -> PermissionDenied:
+        return PermissionDenied(
+            f"NATS refused the publish to {subject!r} ({error}): the user may not "
+            "publish there; nothing was stored"
+        )
+
+    # -- many publishes ----------------------------------------------------------------
+
+    async def publish_many(
+        self, subject: str, payloads: Sequence[bytes]
+    ) -> list[PublishAck | Exception]:
+        """Every payload published and confirmed, a window of them outstanding at once.
+
+        The first attempts go out pipelined, at most ``max_pending_publishes`` waiting
+        for their reply; those whose reply did not come within the attempt timeout, or
+        said to try again, are sent again one by one under the same message id (a few
+        at a time) until the publish timeout, like ``publish``.
+        """
+        self._check_open()
+        size = len(payloads)
+        if not size:
+            return []
+        loop = asyncio.get_running_loop()
+        batch = _Batch(subject, size)
+        headers = [self._headers(None) for _ in range(size)]
+        sent_at = [0.0] * size
+        try:
+            await self._watch.run(
+                "publish", subject, self._pipeline(batch, payloads, headers, sent_at)
+            )
+        except PermissionDenied as error:
+            denied = self._denied(subject, error)
+            return [denied if result is None else result for result in batch.results]
+        results = batch.results
+        if batch.aborted is not None:
+            return [batch.aborted if result is None else result for result in results]
+        if batch.failures:
+            await self._retry(batch, payloads, headers, sent_at, loop)
+        return [result for result in results if result is not None]
+
+    async def _pipeline(
+        self,
+        batch: _Batch,
+        payloads: Sequence[bytes],
+        headers: list[dict[str, str]],
+        sent_at: list[float],
+    ) -> None:
+        client = self._client
+        replies = self._replies
+        prefix = replies.prefix or await replies.start()
+        waiting = replies.waiting
+        loop = asyncio.get_running_loop()
+        window = self._options.max_pending_publishes
+        refill = window // 2
+        attempt_timeout = self._options.publish_attempt_timeout
+        subject = batch.subject
+        # Sent order is expiry order: every first attempt has the same timeout.
+        expiries: deque[tuple[float, int, str]] = deque()
+        try:
+            for position, payload in enumerate(payloads):
+                if batch.outstanding >= window:
+                    await self._drain(batch, expiries, refill, loop)
+                if batch.aborted is not None:
+                    return
+                token = replies.token()
+                now = sent_at[position] = loop.time()
+                waiting[token] = (batch, position)
+                try:
+                    await client.publish(
+                        subject, payload, reply=prefix + token, headers=headers[position]
+                    )
+                except Exception as error:
+                    del waiting[token]
+                    failure = self._failure(subject, error)
+                    if failure.transient:
+                        batch.failures[position] = failure
+                    else:
+                        batch.results[position] = _final(subject, failure)
+                    continue
+                batch.outstanding += 1
+                expiries.append((now + attempt_timeout, position, token))
+            await self._drain(batch, expiries, 0, loop)
+        finally:
+            for _, _, token in expiries:
+                waiting.pop(token, None)
+
+    async def _drain(
+        self,
+        batch: _Batch,
+        expiries: deque[tuple[float, int, str]],
+        level: int,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Wait until at most ``level`` publishes of ``batch`` wait for their reply; those
+        past the attempt timeout stop waiting and are left for the retry pass."""
+        waiting = self._replies.waiting
+        while batch.outstanding > level and batch.aborted is None:
+            now = loop.time()
+            while expiries:
+                deadline, position, token = expiries[0]
+                if token not in waiting:
+                    expiries.popleft()  # answered
+                    continue
+                if deadline > now:
+                    break
+                expiries.popleft()
+                del waiting[token]
+                batch.outstanding -= 1
+                batch.failures[position] = NatsFailure(
+                    PublishTimeout(f"publish to {batch.subject!r}: no reply in time"),
+                    transient=True,
+                    reason="no reply in time",
+                )
+            if batch.outstanding <= level:
+                return
+            wake = batch.wake = loop.create_future()
+            batch.wake_at = level
+            timer = loop.call_at(expiries[0][0], _wake, wake) if expiries else None
+            try:
+                await wake
+            finally:
+                batch.wake = None
+                if timer is not None:
+                    timer.cancel()
+
+    async def _retry(
+        self,
+        batch: _Batch,
+        payloads: Sequence[bytes],
+        headers: list[dict[str, str]],
+        sent_at: list[float],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Publish again, under the same message ids, those whose first attempt failed."""
+        subject = batch.subject
+        results = batch.results
+        failures = batch.failures
+        try:
+            if not self._streams.stores(subject):
+                await self._check_stored(subject)
+        except PublishError as error:
+            for position in failures:
+                results[position] = error
+            return
+        positions = iter(sorted(failures))
+        timeout = self._options.publish_timeout
+
+        async def worker() -> None:
+            for position in positions:
+                try:
+                    results[position] = await self._publish(
+                        subject,
+                        payloads[position],
+                        headers[position],
+                        sent_at[position] + timeout,
+                        attempt=1,
+                        last_problem=failures[position].reason,
+                    )
+                except Exception as error:
+                    results[position] = error
+
+        await asyncio.sleep(0.05)  # the first back-off, once for the batch
+        await asyncio.gather(*(worker() for _ in range(min(RETRY_WORKERS, len(failures)))))

@@ -56,7 +56,7 @@ class JetStreamTransport:
             connection, options, watch, subjects=subjects, closing=self._is_closing
         )
         self._publishing = Publishing(
-            client.jetstream(timeout=options.request_timeout),
+            client,
             options,
             watch,
             self.admin,
@@ -161,6 +161,7 @@ class JetStreamTransport:
         if self._closing:
             return
         self._closing = True
+        self._publishing.close(TransportClosed("the JetStream transport is closed"))
         try:
             for subscription in list(self._subscriptions):
                 try:
