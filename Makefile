@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: all demo test lint typecheck unit matrix bench build clean
+.PHONY: faults all demo test lint typecheck unit matrix bench build clean
 
 all: test
 
@@ -57,3 +57,8 @@ build: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-matrix dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The whole fault-injection suite, long scenarios included (make test runs the fast set).
+faults: $(STAMP)
+	COMMON_EVENTS_FAULTS=full $(BIN)/python -m pytest tests/faults -s -p no:cacheprovider $(PYTEST_ARGS)
+

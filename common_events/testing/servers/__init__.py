@@ -21,6 +21,7 @@ from common_events.testing.servers.nats import (
 from common_events.testing.servers.ports import free_loopback_port
 from common_events.testing.servers.process import ServerNotFound, ServerProcess, ServerStartError
 from common_events.testing.servers.stan import (
+    StanCluster,
     StanServer,
     StanServerNotFound,
     StanServerStartError,
@@ -36,6 +37,7 @@ __all__ = [
     "ServerNotFound",
     "ServerProcess",
     "ServerStartError",
+    "StanCluster",
     "StanServer",
     "StanServerNotFound",
     "StanServerStartError",
