@@ -13,27 +13,36 @@ in its configuration). This is the JetStream counterpart of
 from __future__ import annotations
 
 import asyncio
-import http.client
-import json
 import logging
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common_events.errors import ConnectError
+from common_events.transports.nats_connection.monitoring import (
+    PAGE_SIZE,
+    MonitorError,
+    MonitoringPort,
+    render_table,
+    yes_no,
+)
+
+__all__ = [
+    "PAGE_SIZE",
+    "ConnectionSummary",
+    "ConsumerSummary",
+    "MonitorError",
+    "MonitorSnapshot",
+    "ServerSummary",
+    "StreamSummary",
+    "read_monitor",
+    "read_monitor_sync",
+    "render",
+]
 
 logger = logging.getLogger(__name__)
 
-PAGE_SIZE = 1024
-"""The server's own largest page of connections or accounts per request."""
-
 JSZ_PATH = "/jsz?accounts=true&streams=true&consumers=true&config=true"
 
-
-class MonitorError(ConnectError):
-    """The monitoring endpoint could not be read."""
+_PORT = MonitoringPort("a nats-server", "nats-server -m PORT, or http_port in its configuration")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,49 +126,6 @@ class MonitorSnapshot:
     """The JSON documents as the server sent them, by endpoint."""
 
 
-def _get(base_url: str, path: str, timeout: float) -> Any:
-    url = f"{base_url.rstrip('/')}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise MonitorError(
-            f"{url} answered HTTP {exc.code}: is this the monitoring port of a nats-server "
-            "(nats-server -m PORT, or http_port in its configuration)?"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise MonitorError(f"{url} did not answer JSON: {exc}") from exc
-    except http.client.HTTPException as exc:
-        # Something that is not HTTP answered: a client port, say.
-        raise MonitorError(
-            f"{url} did not answer HTTP ({str(exc)[:60]!r}): is this the monitoring port "
-            "of a nats-server (nats-server -m PORT, or http_port in its configuration)?"
-        ) from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        # ValueError: a URL urllib cannot use (no host, a port that is not a number).
-        reason = getattr(exc, "reason", exc)
-        raise MonitorError(
-            f"cannot read {url}: {reason}. Is nats-server running with monitoring on "
-            "(-m PORT, or http_port in its configuration)?"
-        ) from exc
-
-
-def _get_pages(
-    base_url: str, path: str, key: str, timeout: float
-) -> tuple[dict[str, Any], list[Any]]:
-    """The first page (its totals) and the ``key`` items of every page."""
-    items: list[Any] = []
-    first: dict[str, Any] | None = None
-    separator = "&" if "?" in path else "?"
-    while True:
-        page = _get(base_url, f"{path}{separator}offset={len(items)}&limit={PAGE_SIZE}", timeout)
-        first = first if first is not None else page
-        batch = page.get(key) or []
-        items.extend(batch)
-        if len(batch) < PAGE_SIZE or len(items) >= int(page.get("total", 0)):
-            return first, items
-
-
 def _consumer(stream: str, raw: dict[str, Any]) -> ConsumerSummary:
     config = raw.get("config") or {}
     delivered = raw.get("delivered") or {}
@@ -220,9 +186,9 @@ def _connection(raw: dict[str, Any]) -> ConnectionSummary:
 
 def read_monitor_sync(base_url: str, timeout: float = 5.0) -> MonitorSnapshot:
     """Read ``/varz``, ``/jsz`` and ``/connz`` (blocking)."""
-    varz = _get(base_url, "/varz", timeout)
-    jsz, jsz_accounts = _get_pages(base_url, JSZ_PATH, "account_details", timeout)
-    _, connections_raw = _get_pages(base_url, "/connz", "connections", timeout)
+    varz = _PORT.get(base_url, "/varz", timeout)
+    jsz, jsz_accounts = _PORT.get_pages(base_url, JSZ_PATH, "account_details", timeout)
+    _, connections_raw = _PORT.get_pages(base_url, "/connz", "connections", timeout)
     streams = [
         _stream(str(account.get("name", "")), stream)
         for account in jsz_accounts
@@ -256,25 +222,6 @@ async def read_monitor(base_url: str, http_timeout: float = 5.0) -> MonitorSnaps
     return await asyncio.to_thread(read_monitor_sync, base_url, http_timeout)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(width) if i in numeric else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), *(line(row) for row in rows)])
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
 def render(snapshot: MonitorSnapshot) -> str:
     """The snapshot as plain-text tables."""
     server = snapshot.server
@@ -301,19 +248,19 @@ def render(snapshot: MonitorSnapshot) -> str:
             for row, stream in zip(rows, snapshot.streams, strict=True):
                 row.insert(0, stream.account)
         offset = 1 if several_accounts else 0
-        lines.append(_table(headers, rows, numeric={i + offset for i in (1, 2, 3, 4, 6)}))
+        lines.append(render_table(headers, rows, numeric={i + offset for i in (1, 2, 3, 4, 6)}))
     else:
         lines.append("no streams" if server.jetstream else "JetStream is not enabled")
     consumers = [c for s in snapshot.streams for c in s.consumers]
     lines.append("")
     if consumers:
         lines.append(
-            _table(
+            render_table(
                 ["STREAM", "CONSUMER", "SUBJECT", "QUEUE GROUP", "LISTENING", "PENDING",
                  "ACK PENDING", "REDELIVERED", "LAST DELIVERED"],
                 [
                     [c.stream, c.name, c.filter_subject or "-", c.deliver_group or "-",
-                     _yes(c.bound), str(c.pending), str(c.ack_pending), str(c.redelivered),
+                     yes_no(c.bound), str(c.pending), str(c.ack_pending), str(c.redelivered),
                      str(c.delivered_stream_seq)]
                     for c in consumers
                 ],
@@ -325,7 +272,7 @@ def render(snapshot: MonitorSnapshot) -> str:
     lines.append("")
     if snapshot.connections:
         lines.append(
-            _table(
+            render_table(
                 ["CONNECTION", "CID", "ADDRESS", "CLIENT", "SUBSCRIPTIONS", "IN MSGS",
                  "OUT MSGS", "PENDING BYTES", "UPTIME"],
                 [

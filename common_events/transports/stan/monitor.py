@@ -10,17 +10,34 @@ with monitoring on (``-m 8222``).
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from common_events.errors import ConnectError
+from common_events.transports.nats_connection.monitoring import (
+    PAGE_SIZE,
+    MonitorError,
+    MonitoringPort,
+    render_table,
+    yes_no,
+)
 
-PAGE_SIZE = 1024
-"""The server's own maximum page of channels or clients per request."""
+__all__ = [
+    "PAGE_SIZE",
+    "ChannelSummary",
+    "ClientSummary",
+    "MonitorError",
+    "MonitorSnapshot",
+    "ServerSummary",
+    "SubscriptionSummary",
+    "read_monitor",
+    "read_monitor_sync",
+    "render",
+]
+
+logger = logging.getLogger(__name__)
+
+_PORT = MonitoringPort("a NATS Streaming server", "nats-streaming-server -m PORT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,41 +94,6 @@ class MonitorSnapshot:
     """The JSON documents as the server sent them, by endpoint."""
 
 
-class MonitorError(ConnectError):
-    """The monitoring endpoint could not be read."""
-
-
-def _get(base_url: str, path: str, timeout: float) -> Any:
-    url = f"{base_url.rstrip('/')}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise MonitorError(
-            f"{url} answered HTTP {exc.code}: is this the monitoring port of a NATS "
-            "Streaming server (nats-streaming-server -m PORT)?"
-        ) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise MonitorError(
-            f"cannot read {url}: {reason}. Is the server running with monitoring on "
-            "(nats-streaming-server -m PORT)?"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise MonitorError(f"{url} did not answer JSON: {exc}") from exc
-
-
-def _get_pages(base_url: str, path: str, key: str, timeout: float) -> list[Any]:
-    items: list[Any] = []
-    separator = "&" if "?" in path else "?"
-    while True:
-        page = _get(base_url, f"{path}{separator}offset={len(items)}&limit={PAGE_SIZE}", timeout)
-        batch = page.get(key) or []
-        items.extend(batch)
-        if len(batch) < PAGE_SIZE or len(items) >= int(page.get("total", 0)):
-            return items
-
-
 def _split_queue_name(sub: dict[str, Any]) -> tuple[str | None, str | None]:
     """(queue group, durable name). The server names a durable queue group
     ``<durable>:<group>``; a durable name of a queue member never contains ``:``."""
@@ -124,9 +106,9 @@ def _split_queue_name(sub: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def read_monitor_sync(base_url: str, timeout: float = 5.0) -> MonitorSnapshot:
     """Read the three endpoints (blocking)."""
-    serverz = _get(base_url, "/streaming/serverz", timeout)
-    channels_raw = _get_pages(base_url, "/streaming/channelsz?subs=1", "channels", timeout)
-    clients_raw = _get_pages(base_url, "/streaming/clientsz", "clients", timeout)
+    serverz = _PORT.get(base_url, "/streaming/serverz", timeout)
+    _, channels_raw = _PORT.get_pages(base_url, "/streaming/channelsz?subs=1", "channels", timeout)
+    _, clients_raw = _PORT.get_pages(base_url, "/streaming/clientsz", "clients", timeout)
     server = ServerSummary(
         cluster_id=str(serverz.get("cluster_id", "")),
         server_id=str(serverz.get("server_id", "")),
@@ -188,25 +170,6 @@ async def read_monitor(base_url: str, http_timeout: float = 5.0) -> MonitorSnaps
     return await asyncio.to_thread(read_monitor_sync, base_url, http_timeout)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(width) if i in numeric else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), *(line(row) for row in rows)])
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
 def render(snapshot: MonitorSnapshot) -> str:
     """The snapshot as plain-text tables."""
     server = snapshot.server
@@ -220,7 +183,7 @@ def render(snapshot: MonitorSnapshot) -> str:
     ]
     if snapshot.channels:
         lines.append(
-            _table(
+            render_table(
                 ["CHANNEL", "MESSAGES", "FIRST SEQ", "LAST SEQ", "SUBSCRIPTIONS"],
                 [
                     [c.name, str(c.msgs), str(c.first_seq), str(c.last_seq),
@@ -236,12 +199,12 @@ def render(snapshot: MonitorSnapshot) -> str:
     lines.append("")
     if subs:
         lines.append(
-            _table(
+            render_table(
                 ["CHANNEL", "CLIENT", "QUEUE GROUP", "DURABLE", "OFFLINE", "PENDING",
                  "STALLED", "LAST SENT"],
                 [
                     [s.channel, s.client_id or "-", s.queue_group or "-", s.durable_name or "-",
-                     _yes(s.offline), str(s.pending), _yes(s.stalled), str(s.last_sent)]
+                     yes_no(s.offline), str(s.pending), yes_no(s.stalled), str(s.last_sent)]
                     for s in subs
                 ],
                 numeric={5, 7},
@@ -252,7 +215,7 @@ def render(snapshot: MonitorSnapshot) -> str:
     lines.append("")
     if snapshot.clients:
         lines.append(
-            _table(
+            render_table(
                 ["CLIENT", "SUBSCRIPTIONS"],
                 [[c.client_id, str(c.subscriptions)] for c in snapshot.clients],
                 numeric={1},
