@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -43,6 +42,7 @@ from common_events.transports import jetstream as jetstream_transport
 from common_events.transports import stan as stan_transport
 from common_events.transports.jetstream import JetStreamTransport
 from common_events.transports.nats_connection import parse_servers, redact_url
+from common_events.transports.nats_connection.monitoring import render_table
 from common_events.transports.stan import StanTransport
 from common_events.transports.stan.monitor import MonitorSnapshot, read_monitor
 
@@ -145,7 +145,7 @@ class MigrationPlan:
             f"to stream {self.stream} at {self.jetstream}"
             + ("" if self.stream_exists else " (does not exist yet: it will be created)"),
             "",
-            _table(
+            render_table(
                 ["SUBJECT", "ON STAN", "FIRST", "LAST", "IN STREAM", "TO COPY"],
                 [
                     [
@@ -164,7 +164,7 @@ class MigrationPlan:
         ]
         if self.consumers:
             lines.append(
-                _table(
+                render_table(
                     ["SUBJECT", "QUEUE GROUP", "DURABLE", "CONSUMER", "STARTS AT STAN #", "HOW"],
                     [
                         [
@@ -252,7 +252,7 @@ class MigrationReport:
                 ]
             )
         lines = [
-            _table(
+            render_table(
                 [
                     "SUBJECT",
                     "ON STAN",
@@ -279,7 +279,7 @@ class MigrationReport:
         return "\n".join(lines)
 
     def _render_consumers(self, *, nothing_copied: bool = False) -> str:
-        table = _table(
+        table = render_table(
             ["CONSUMER", "SUBJECT", "QUEUE GROUP", "STARTS AT STREAM #", ""],
             [
                 [
@@ -296,20 +296,6 @@ class MigrationReport:
         if nothing_copied:
             return table + "\n\nNothing copied (--no-copy); the consumers start as listed."
         return table
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if index in numeric else cell.ljust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(headers), *(line(row) for row in rows)])
 
 
 class Migration:
