@@ -28,6 +28,7 @@ from common_events.core.middleware import (
     outcome_label,
 )
 from common_events.core.policy import (
+    ACKED,
     Acked,
     DeadLettered,
     DeliveryAttempt,
@@ -43,6 +44,7 @@ from common_events.errors import ConfigurationError, ListenerDefinitionError, Ou
 from common_events.events.base import Event
 from common_events.events.subjects import Subjects
 from common_events.transports.base import (
+    MessageHandler,
     SubscriptionOptions,
     TransportMessage,
     TransportSubscription,
@@ -217,7 +219,12 @@ class Listener(ABC, Generic[E]):
             raise ConfigurationError(f"{type(self).__name__} is already listening")
         self._paused = False
         options = self.subscription_options
-        handler = self._on_delivery if self.concurrency == 1 else self._start_worker
+        # One delivery at a time: the transport awaits handle_delivery itself.
+        handler = (
+            cast(MessageHandler, self.handle_delivery)
+            if self.concurrency == 1
+            else self._start_worker
+        )
         self._subscription = await self.bus.subscribe(self.subject.value, handler, options)
         self.logger.info(
             "listening to %s (queue group %r, durable %r, concurrency %d)",
@@ -289,9 +296,6 @@ class Listener(ABC, Generic[E]):
 
     # -- delivery --------------------------------------------------------------------
 
-    async def _on_delivery(self, raw: TransportMessage) -> None:
-        await self.handle_delivery(raw)
-
     async def _start_worker(self, raw: TransportMessage) -> None:
         # The transport awaits this before it hands over the next message: while
         # `concurrency` handlers run, it waits here, and the broker holds the rest back
@@ -339,8 +343,11 @@ class Listener(ABC, Generic[E]):
         before the handler ran, and it counts as the handler's."""
         try:
             policy = self._policy
-            attempt = DeliveryAttempt(raw.subject, raw.sequence, raw.delivery_count, raw.data)
-            arrival = policy.on_arrival(attempt, paused=self._paused, now=datetime.now(UTC))
+            attempt: DeliveryAttempt | None = None
+            arrival: Outcome | None = None
+            if policy.decides_on_arrival(raw.delivery_count, paused=self._paused):
+                attempt = self._attempt(raw)
+                arrival = policy.on_arrival(attempt, paused=self._paused, now=datetime.now(UTC))
         except Exception as error:
             return self._not_processed(raw, error)
         debug = self.logger.isEnabledFor(logging.DEBUG)
@@ -366,7 +373,8 @@ class Listener(ABC, Generic[E]):
                 )
             except Exception as error:
                 return self._not_processed(raw, error)
-            outcome = await self._settle(raw, outcome)
+            if outcome is not ACKED:  # acknowledged by the handler: nothing left to do
+                outcome = await self._settle(raw, outcome)
             if debug:
                 self._debug_line(raw, outcome_label(outcome), running.handler_seconds)
             return outcome
@@ -375,6 +383,10 @@ class Listener(ABC, Generic[E]):
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    @staticmethod
+    def _attempt(raw: TransportMessage) -> DeliveryAttempt:
+        return DeliveryAttempt(raw.subject, raw.sequence, raw.delivery_count, raw.data)
 
     def _log_fields(self, raw: TransportMessage) -> dict[str, object]:
         """The ``extra`` of every log record of a delivery, for JSON log formatters."""
@@ -411,7 +423,7 @@ class Listener(ABC, Generic[E]):
     async def _decide(
         self,
         raw: TransportMessage,
-        attempt: DeliveryAttempt,
+        attempt: DeliveryAttempt | None,
         policy: FailurePolicy,
         running: _Running,
         context: DeliveryContext | None,
@@ -422,11 +434,15 @@ class Listener(ABC, Generic[E]):
             # A middleware raised before the handler ran (and logged it): the handler's
             # failure as far as the policy goes, so the message is retried or
             # dead-lettered, never lost.
-            return policy.on_handled(attempt, HandlerResult(False, failure), now=datetime.now(UTC))
+            return policy.on_handled(
+                attempt or self._attempt(raw), HandlerResult(False, failure), now=datetime.now(UTC)
+            )
         try:
             event = decode_event(self.event_type, raw.data)
         except EventDecodeError as error:
-            return policy.on_undecodable(attempt, error, now=datetime.now(UTC))
+            return policy.on_undecodable(
+                attempt or self._attempt(raw), error, now=datetime.now(UTC)
+            )
         if context is not None:
             context.event = event
         msg = Message(raw)
@@ -438,11 +454,14 @@ class Listener(ABC, Generic[E]):
             # The one place a handler error is caught: the transports never see one.
             result = HandlerResult(msg.acked, error)
         else:
-            result = HandlerResult(msg.acked)
+            # Acknowledged and returned, the common case: on_handled would say ACKED.
+            result = None if msg.acked else HandlerResult(False)
         running.handler_seconds = seconds = time.perf_counter() - started
         if context is not None:
             context.handler_seconds = seconds
-        outcome = policy.on_handled(attempt, result, now=datetime.now(UTC))
+        if result is None:
+            return ACKED
+        outcome = policy.on_handled(attempt or self._attempt(raw), result, now=datetime.now(UTC))
         if result.error is not None:
             self._log_handler_error(raw, outcome, result.error)
         return outcome

@@ -60,6 +60,11 @@ class Acked(Outcome):
     error: Exception | None = None
 
 
+ACKED = Acked()
+"""The outcome of a delivery whose handler acknowledged and returned: one object for
+all of them (outcomes are immutable)."""
+
+
 @dataclass(frozen=True, slots=True)
 class NotAcked(Outcome):
     """The handler returned without acknowledging: the message comes back after
@@ -142,6 +147,12 @@ class FailurePolicy:
         """Seconds to wait before delivery ``delivery_count + 1`` after a failure."""
         return float(min(self.ack_wait, self.retry_delay * 2 ** max(delivery_count - 1, 0)))
 
+    def decides_on_arrival(self, delivery_count: int, *, paused: bool) -> bool:
+        """Whether ``on_arrival`` settles a delivery before its handler runs (it answers
+        ``None`` exactly when this is ``False``): a listener asks it first, and builds
+        what ``on_arrival`` needs only for the few deliveries it settles."""
+        return paused or delivery_count > self.max_deliveries
+
     def on_arrival(
         self, attempt: DeliveryAttempt, *, paused: bool, now: datetime
     ) -> Outcome | None:
@@ -171,7 +182,7 @@ class FailurePolicy:
         """What becomes of a message once its handler returned or raised."""
         error = result.error
         if result.acked:
-            return Acked(error)
+            return ACKED if error is None else Acked(error)
         if error is None:
             return NotAcked()
         if attempt.delivery_count >= self.max_deliveries:
