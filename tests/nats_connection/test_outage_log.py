@@ -20,7 +20,8 @@ from common_events.transports.nats_connection import (
 )
 
 ServerFactory = Callable[..., Awaitable[EmbeddedNatsServer]]
-LOGGER = "common_events.transports.nats_connection.connection"
+# The connection layer: the connection and its outage log both log under it.
+LOGGER = "common_events.transports.nats_connection"
 
 
 class Watch(logging.Handler):

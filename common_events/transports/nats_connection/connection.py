@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +34,7 @@ from common_events.transports.nats_connection.errors import (
 )
 from common_events.transports.nats_connection.lost import ConnectionLostFanout
 from common_events.transports.nats_connection.options import NatsOptions
+from common_events.transports.nats_connection.outage import OutageLog
 from common_events.transports.nats_connection.servers import ServerList
 from common_events.transports.nats_connection.state import (
     Closed,
@@ -44,6 +44,7 @@ from common_events.transports.nats_connection.state import (
     Lost,
     Reconnecting,
 )
+from common_events.transports.nats_connection.tls import TlsOnlyClient
 
 logger = logging.getLogger(__name__)
 
@@ -66,24 +67,6 @@ class _FirstConnectFailed(Exception):
         return "no server answered"
 
 
-class _TlsOnlyClient(Client):
-    """A nats-py client that refuses a server whose greeting does not require TLS.
-
-    nats-py upgrades to TLS only when the server's INFO asks for it, whatever the URL's
-    scheme or the ``tls`` option: a ``tls://`` URL pointed at a plain server would send
-    the credentials in the clear. The greeting is checked here, before the CONNECT that
-    carries them is written. ``_process_info`` is nats-py's own step between the two
-    (2.10 through 2.16 at least; the dependency matrix runs on both ends).
-    """
-
-    async def _process_info(
-        self, info: dict[str, Any], initial_connection: bool = False
-    ) -> None:
-        if initial_connection and not info.get("tls_required", False):
-            raise nats.errors.SecureConnWantedError()
-        await super()._process_info(info, initial_connection=initial_connection)
-
-
 class NatsConnection:
     """A nats-py ``Client`` plus its state, its loss reporting and its log lines."""
 
@@ -95,7 +78,7 @@ class NatsConnection:
         wants_tls = options.tls is not None or any(
             server.startswith("tls://") for server in servers.servers
         )
-        self.client = _TlsOnlyClient() if wants_tls else Client()
+        self.client = TlsOnlyClient() if wants_tls else Client()
         self.owned = owned
         self.lost = ConnectionLostFanout()
         self._state: ConnectionState = Connecting()
@@ -110,10 +93,10 @@ class NatsConnection:
         self._refusals = 0
         self._refused: BaseException | None = None
         # One log line per change of state during an outage, not one per attempt.
-        self._drop_reason: str | None = None
-        self._outage_started = 0.0
-        self._failed_attempts = 0
-        self._last_attempt_error = ""
+        self._outage = OutageLog(
+            self.name, len(servers.servers) or 1, options.max_reconnect_attempts,
+            options.reconnect_time_wait,
+        )
 
     @classmethod
     def adopt(cls, client: Client, *, name: str | None = None) -> NatsConnection:
@@ -307,32 +290,12 @@ class NatsConnection:
         failure = classify_nats_error(error, Operation.REQUEST, "NATS connection")
         text = str(failure.error) if failure is not None else f"{type(error).__name__}: {error}"
         if isinstance(self._state, Reconnecting):
-            self._reconnect_failed(text.removeprefix("NATS connection: "))
+            self._outage.attempt_failed(text.removeprefix("NATS connection: "))
         elif isinstance(error, UnexpectedEOF) and isinstance(self._state, Connected):
             # nats-py reconnects next: the disconnect line says why, once.
-            self._drop_reason = text.removeprefix("NATS connection: ")
+            self._outage.dropped_because(text.removeprefix("NATS connection: "))
         else:
             logger.warning("%s: %s", self.name, text)
-
-    def _reconnect_failed(self, reason: str) -> None:
-        """An attempt to reconnect failed: said at attempts 1, 2, 4, 8... and whenever
-        the reason changes; the others at debug level."""
-        self._failed_attempts += 1
-        attempts = self._failed_attempts
-        changed = reason != self._last_attempt_error
-        self._last_attempt_error = reason
-        level = logging.WARNING if changed or attempts & (attempts - 1) == 0 else logging.DEBUG
-        per_server = self._attempts_per_server()
-        of = f" of {per_server * max(1, len(self.servers.servers))}" if per_server else ""
-        logger.log(
-            level,
-            "%s: still reconnecting to NATS after %.1fs, attempt %d%s failed: %s",
-            self.name,
-            time.monotonic() - self._outage_started,
-            attempts,
-            of,
-            reason,
-        )
 
     def _refused_on_reconnect(self, error: Exception) -> None:
         """nats-py reports a refused reconnect as a plain error and tries again; say once
@@ -349,37 +312,15 @@ class NatsConnection:
             self._closing_tasks.add(task)
             task.add_done_callback(self._closing_tasks.discard)
 
-    def _attempts_per_server(self) -> int | None:
-        """How many reconnects nats-py tries per server before it gives up; ``None``:
-        it never does (it tries while ``reconnects <= max_reconnect_attempts``)."""
-        limit = self.options.max_reconnect_attempts
-        return limit + 1 if limit > 0 else None
-
     async def _on_disconnected(self) -> None:
         # nats-py calls this on close() too; only an outage is worth a warning.
         if isinstance(self._state, Connected) and not self.client.is_closed:
             self._set_state(Reconnecting())
-            self._outage_started = time.monotonic()
-            self._failed_attempts = 0
-            self._last_attempt_error = ""
-            reason, self._drop_reason = self._drop_reason, None
-            attempts = self._attempts_per_server()
-            logger.warning(
-                "%s lost its NATS connection (disconnected%s); reconnecting every %gs%s",
-                self.name,
-                f": {reason}" if reason else "",
-                self.options.reconnect_time_wait,
-                f", at most {attempts} attempts per server" if attempts else "",
-            )
+            self._outage.began()
 
     async def _on_reconnected(self) -> None:
         self._refusals = 0
-        outage = ""
-        if isinstance(self._state, Reconnecting):
-            outage = (
-                f" after {time.monotonic() - self._outage_started:.1f}s "
-                f"({self._failed_attempts} failed attempt(s))"
-            )
+        outage = self._outage.ended() if isinstance(self._state, Reconnecting) else ""
         if isinstance(self._state, Reconnecting | Connected):
             self._set_state(Connected())
         logger.info("%s reconnected to NATS at %s%s", self.name, self._server_now(), outage)
