@@ -6,6 +6,9 @@ payload dead-lettered. What became of each delivery is read from the outcome
 ``Listener.handle_delivery`` returns, never from logs. Names carry a run id, so the
 scenario also runs against a long-lived server that already holds other runs' events
 and durables.
+
+One piece of over 400 lines on purpose: it is the story the demo tells, read top to
+bottom; its six steps share the scenario's services and run id.
 """
 
 from __future__ import annotations

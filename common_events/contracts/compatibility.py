@@ -20,6 +20,9 @@ change is reported as ``ticket.price``), array items, and the usual bounds, ``pa
 and ``format``. A combinator (``anyOf``, ``oneOf``, ``allOf``, ``not``) that changed is
 reported as a change that breaks both sides, because proving it safe is beyond a
 structural comparison.
+
+One piece of over 400 lines on purpose: the verdicts are one recursive walk over the
+JSON Schema keywords, each rule beside the others so their directions can be compared.
 """
 
 from __future__ import annotations
