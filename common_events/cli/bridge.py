@@ -11,6 +11,8 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
+from common_events.cli._brokers import add_server_arguments
+
 if TYPE_CHECKING:
     from common_events.core import RunningService
     from common_events.migration.bridge import Bridge
@@ -70,33 +72,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    servers = parser.add_argument_group("servers")
-    servers.add_argument(
-        "--from",
-        dest="stan_url",
-        metavar="STAN_URL",
+    add_server_arguments(
+        parser,
         required=True,
-        help="the NATS Streaming server (stan://[user:pass@]host:4222)",
-    )
-    servers.add_argument(
-        "--cluster-id",
-        default="test-cluster",
-        help="its cluster id (nats-streaming-server -cid; default test-cluster)",
-    )
-    servers.add_argument(
-        "--to",
-        dest="jetstream_url",
-        metavar="NATS_URL",
-        required=True,
-        help="the NATS server with JetStream (nats://[user:pass@]host:4222)",
-    )
-    servers.add_argument(
-        "--stan-monitor",
-        metavar="URL",
-        help="monitoring endpoint of the STAN server, needed by --to-stan "
+        monitor_help="monitoring endpoint of the STAN server, needed by --to-stan "
         "(default http://<STAN host>:8222)",
     )
-    servers.add_argument("--stream", default="EVENTS", help="the JetStream stream (default EVENTS)")
     directions = parser.add_argument_group("subjects")
     directions.add_argument(
         "--to-jetstream",

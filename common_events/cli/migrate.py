@@ -10,6 +10,8 @@ import logging
 import sys
 import textwrap
 
+from common_events.cli._brokers import add_server_arguments
+
 logger = logging.getLogger(__name__)
 
 EXIT_REFUSED = 2
@@ -72,30 +74,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    servers = parser.add_argument_group("servers")
-    servers.add_argument(
-        "--from",
-        dest="stan_url",
-        metavar="STAN_URL",
-        help="the NATS Streaming server (stan://[user:pass@]host:4222)",
+    add_server_arguments(
+        parser,
+        required=False,
+        monitor_help="monitoring endpoint of the STAN server (default http://<STAN host>:8222)",
     )
-    servers.add_argument(
-        "--cluster-id",
-        default="test-cluster",
-        help="its cluster id (nats-streaming-server -cid; default test-cluster)",
-    )
-    servers.add_argument(
-        "--to",
-        dest="jetstream_url",
-        metavar="NATS_URL",
-        help="the NATS server with JetStream (nats://[user:pass@]host:4222)",
-    )
-    servers.add_argument(
-        "--stan-monitor",
-        metavar="URL",
-        help="monitoring endpoint of the STAN server (default http://<STAN host>:8222)",
-    )
-    servers.add_argument("--stream", default="EVENTS", help="the JetStream stream (default EVENTS)")
     what = parser.add_argument_group("what to copy")
     what.add_argument(
         "--subject",
