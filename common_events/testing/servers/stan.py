@@ -35,9 +35,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from abc import abstractmethod
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from common_events.testing.servers.ports import free_loopback_port
 from common_events.testing.servers.process import (
@@ -105,7 +106,43 @@ def find_stan_server() -> Path:
     )
 
 
-class StanServer(ServerProcess):
+class _StartedHere(Throwaway):
+    """The life cycle of a server or a cluster started from the caller's thread.
+
+    ``with`` starts it and waits for it there; ``async with`` starts it there too (see
+    ``ServerProcess``: a server dies with the thread that spawned it) and waits in a
+    worker thread, so the event loop keeps going. Either way it is stopped and cleaned
+    up on exit, and when the start itself failed.
+    """
+
+    @abstractmethod
+    def start(self, *, wait: bool = True) -> None: ...
+
+    @abstractmethod
+    def wait_ready(self, timeout: float | None = None) -> None: ...
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+    async def _enter(self) -> None:
+        self.start(wait=False)
+        await asyncio.to_thread(self.wait_ready)
+
+
+class StanServer(ServerProcess, _StartedHere):
     """One nats-streaming-server process on 127.0.0.1.
 
     ``workdir`` holds the log and, with ``file_store``, the store (a temporary directory
@@ -195,23 +232,6 @@ class StanServer(ServerProcess):
             args += ["--store", "memory"]
         return [*args, *self.extra_args]
 
-    def __enter__(self) -> StanServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
-    async def _enter(self) -> None:
-        # Spawned from this thread (see ServerProcess), only the waiting runs in a worker.
-        self.start(wait=False)
-        await asyncio.to_thread(self.wait_ready)
-
     async def _exit(self) -> None:
         await self._stop(5.0)
 
@@ -295,7 +315,7 @@ class StanServer(ServerProcess):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class StanCluster(Throwaway):
+class StanCluster(_StartedHere):
     """``size`` nats-streaming-server nodes clustered on 127.0.0.1 (file stores, Raft).
 
     Each node is a ``StanServer`` in ``nodes`` (kill, stop, start or restart one as a
@@ -390,27 +410,6 @@ class StanCluster(Throwaway):
                 roles = {node.node_id: node.role() for node in self.nodes}
                 raise StanServerStartError(f"no leader within {within}s; roles: {roles}")
             time.sleep(0.05)
-
-    def __enter__(self) -> StanCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
-    async def _enter(self) -> None:
-        # Spawned from this thread (see ServerProcess), only the waiting runs in a worker.
-        self.start(wait=False)
-        await asyncio.to_thread(self.wait_ready)
 
     async def _exit(self) -> None:
         await asyncio.gather(*(node._stop(5.0) for node in self.nodes))
