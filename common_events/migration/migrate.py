@@ -24,8 +24,8 @@ from typing import Any, Self
 
 from common_events.core.codec import dead_letter_subject, stream_subjects
 from common_events.errors import ConfigurationError
-from common_events.events.subjects import Subjects
 from common_events.migration.copy import DEFAULT_WINDOW, copy_channel
+from common_events.migration.defaults import default_monitor_url, event_subjects
 from common_events.migration.jetstream_stream import EventStream
 from common_events.migration.ledger import SubjectLedger
 from common_events.migration.origin import ContentHash
@@ -41,28 +41,12 @@ from common_events.migration.stan_channels import channel_of, peek_unacknowledge
 from common_events.transports import jetstream as jetstream_transport
 from common_events.transports import stan as stan_transport
 from common_events.transports.jetstream import JetStreamTransport
-from common_events.transports.nats_connection import parse_servers, redact_url
+from common_events.transports.nats_connection import redact_url
 from common_events.transports.nats_connection.monitoring import render_table
 from common_events.transports.stan import StanTransport
 from common_events.transports.stan.monitor import MonitorSnapshot, read_monitor
 
 logger = logging.getLogger(__name__)
-
-MONITOR_PORT = 8222
-
-
-def event_subjects(*, dead_letters: bool = False) -> tuple[str, ...]:
-    subjects = tuple(subject.value for subject in Subjects)
-    if dead_letters:
-        subjects += tuple(dead_letter_subject(subject) for subject in subjects)
-    return subjects
-
-
-def default_monitor_url(stan_url: str) -> str:
-    """Port 8222 of the (first) STAN host."""
-    servers = parse_servers(stan_url, schemes=stan_transport.transport.SCHEMES)
-    host = servers.servers[0].split("://", 1)[-1].rsplit(":", 1)[0] or "127.0.0.1"
-    return f"http://{host}:{MONITOR_PORT}"
 
 
 @dataclass(frozen=True, slots=True)
