@@ -11,7 +11,8 @@ import io
 
 import pytest
 
-from common_events.migration.bridge import Bridge, BridgeOptions, _Intent, _Ledger
+from common_events.migration.bridge import Bridge, BridgeOptions
+from common_events.migration.bridge.intents import Intent, Ledger
 from common_events.migration.progress import PlainProgress, TerminalProgress, progress_for
 from common_events.testing.servers import EmbeddedNatsServer, StanServer
 from common_events.transports.jetstream import JetStreamTransport
@@ -55,9 +56,9 @@ async def test_a_publish_of_unknown_outcome_is_looked_up_on_the_channel(
     ack = await js.publish("order:created", data)
     assert ack.sequence is not None
     # What the bridge did before it died: the intent, and maybe the publish.
-    ledger = await _Ledger.open(js)
+    ledger = await Ledger.open(js)
     await ledger.write(
-        "order:created", _Intent(ack.sequence, hashlib.sha256(data).hexdigest(), floor=1)
+        "order:created", Intent(ack.sequence, hashlib.sha256(data).hexdigest(), floor=1)
     )
     if published_before_the_crash:
         await stan_client.publish("order:created", data)
