@@ -6,7 +6,7 @@ Steps (``common-events migrate`` runs them; a dry run stops after the plan):
 1. plan: per subject, what the channel holds (monitor) and what the stream holds of it
    (a scan of the copies' origin headers); per durable, the consumer and its start, or
    why it cannot be carried over;
-2. copy: per subject, in STAN order, what the stream lacks (``copy.py``);
+2. copy: per subject, in STAN order, what the stream lacks (``migration/copy.py``);
 3. check: scan what was stored since the plan and compare count and content hash with
    the channel's;
 4. consumers: create each durable's consumer at the stream sequence of its first
