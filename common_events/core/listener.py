@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
@@ -158,6 +160,15 @@ class Listener(ABC, Generic[E]):
         self._policy = self.failure_policy
         chain = HandleChain(bus.middleware, self._handle_in_context)
         self._handle_chain = chain if chain else None
+        # What the subscription calls for each delivery: handle_delivery, or, without
+        # middlewares and where a subclass did not override it, the listener's own work
+        # straight away (one coroutine less).
+        self._deliver: Callable[[TransportMessage], Awaitable[Outcome]] = (
+            functools.partial(self._process, context=None, failure=None)
+            if self._handle_chain is None
+            and type(self).handle_delivery is Listener.handle_delivery
+            else self.handle_delivery
+        )
         # Deliveries whose handler runs now, for the in-progress heartbeat.
         self._running: set[_Running] = set()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -219,11 +230,9 @@ class Listener(ABC, Generic[E]):
             raise ConfigurationError(f"{type(self).__name__} is already listening")
         self._paused = False
         options = self.subscription_options
-        # One delivery at a time: the transport awaits handle_delivery itself.
+        # One delivery at a time: the transport awaits the delivery itself.
         handler = (
-            cast(MessageHandler, self.handle_delivery)
-            if self.concurrency == 1
-            else self._start_worker
+            cast(MessageHandler, self._deliver) if self.concurrency == 1 else self._start_worker
         )
         self._subscription = await self.bus.subscribe(self.subject.value, handler, options)
         self.logger.info(
@@ -448,6 +457,7 @@ class Listener(ABC, Generic[E]):
         msg = Message(raw)
         running.message = msg
         started = time.perf_counter()
+        result: HandlerResult | None
         try:
             await self.on_message(cast(E, event), msg)
         except Exception as error:

@@ -181,6 +181,7 @@ class JetStreamSubscription:
         self._nats_subscription: Subscription | None = None
         self._stopping = False
         self._handler_task: asyncio.Task[object] | None = None
+        self._delivery_task: asyncio.Task[object] | None = None
         self._late_drain: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -229,7 +230,11 @@ class JetStreamSubscription:
                     raise
             return
         message = JetStreamMessage(msg, self._client)
-        self._handler_task = asyncio.current_task()
+        # Always the same task (nats-py's, of this subscription): looked up once.
+        task = self._delivery_task
+        if task is None:
+            task = self._delivery_task = asyncio.current_task()
+        self._handler_task = task
         try:
             await self._handler(message)
         except Exception:
