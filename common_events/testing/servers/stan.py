@@ -107,13 +107,28 @@ def find_stan_server() -> Path:
 
 
 class _StartedHere(Throwaway):
-    """The life cycle of a server or a cluster started from the caller's thread.
+    """The life cycle of a server or a cluster started from the caller's thread, with
+    its work directory.
 
     ``with`` starts it and waits for it there; ``async with`` starts it there too (see
     ``ServerProcess``: a server dies with the thread that spawned it) and waits in a
     worker thread, so the event loop keeps going. Either way it is stopped and cleaned
-    up on exit, and when the start itself failed.
+    up on exit, and when the start itself failed. The work directory is the one given,
+    or a temporary one that ``cleanup()`` removes.
     """
+
+    workdir: Path
+    _own_workdir: bool
+
+    def _use_workdir(self, workdir: str | os.PathLike[str] | None, prefix: str) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = (
+            Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=prefix))
+        )
+
+    def _remove_own_workdir(self) -> None:
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     @abstractmethod
     def start(self, *, wait: bool = True) -> None: ...
@@ -164,12 +179,7 @@ class StanServer(ServerProcess, _StartedHere):
     ) -> None:
         super().__init__()
         self._binary = Path(binary) if binary is not None else None
-        self._own_workdir = workdir is None
-        self.workdir = (
-            Path(workdir)
-            if workdir is not None
-            else Path(tempfile.mkdtemp(prefix="common-events-stan-"))
-        )
+        self._use_workdir(workdir, "common-events-stan-")
         self.cluster_id = cluster_id
         self.file_store = file_store
         self.extra_args = extra_args
@@ -311,8 +321,7 @@ class StanServer(ServerProcess, _StartedHere):
     def cleanup(self) -> None:
         """Stop what still runs and remove the work directory if it was made here."""
         self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        self._remove_own_workdir()
 
 
 class StanCluster(_StartedHere):
@@ -337,12 +346,7 @@ class StanCluster(_StartedHere):
     ) -> None:
         if size < 1:
             raise ValueError("a cluster has at least one node")
-        self._own_workdir = workdir is None
-        self.workdir = (
-            Path(workdir)
-            if workdir is not None
-            else Path(tempfile.mkdtemp(prefix="common-events-stan-cluster-"))
-        )
+        self._use_workdir(workdir, "common-events-stan-cluster-")
         self.cluster_id = cluster_id
         self.ready_timeout = ready_timeout
         self.node_ids = [f"node{index}" for index in range(size)]
@@ -422,5 +426,4 @@ class StanCluster(_StartedHere):
         """Stop what still runs and remove the work directory if it was made here."""
         for node in self.nodes:
             node.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        self._remove_own_workdir()
