@@ -604,7 +604,7 @@ async def main(args: argparse.Namespace) -> int:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000, help="pipelined and consume")
-    parser.add_argument("--awaited", type=int, default=2_000, help="awaited one by one")
+    parser.add_argument("--awaited", type=int, default=5_000, help="awaited one by one")
     parser.add_argument("--window", type=int, default=1024, help="publishes in flight")
     parser.add_argument("--in-flight", type=int, default=1024, help="consumer's, equal rows")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")

@@ -375,11 +375,55 @@ class Listener(ABC, Generic[E]):
             self._heartbeat = asyncio.get_running_loop().create_task(self._keep_alive())
         try:
             try:
-                outcome = (
-                    arrival
-                    if arrival is not None
-                    else await self._decide(raw, attempt, policy, running, context, failure)
-                )
+                if arrival is not None:
+                    outcome = arrival
+                elif failure is not None:
+                    # A middleware raised before the handler ran (and logged it): the
+                    # handler's failure as far as the policy goes, so the message is
+                    # retried or dead-lettered, never lost.
+                    outcome = policy.on_handled(
+                        attempt or self._attempt(raw),
+                        HandlerResult(False, failure),
+                        now=datetime.now(UTC),
+                    )
+                else:
+                    # Decode, run the handler, and ask the policy what becomes of it (in
+                    # line rather than in a coroutine of its own: this runs for every
+                    # delivery).
+                    try:
+                        event = decode_event(self.event_type, raw.data)
+                    except EventDecodeError as error:
+                        event = None
+                        outcome = policy.on_undecodable(
+                            attempt or self._attempt(raw), error, now=datetime.now(UTC)
+                        )
+                    if event is not None:
+                        if context is not None:
+                            context.event = event
+                        msg = running.message = Message(raw)
+                        started = time.perf_counter()
+                        result: HandlerResult | None
+                        try:
+                            await self.on_message(cast(E, event), msg)
+                        except Exception as error:
+                            # The one place a handler error is caught: the transports
+                            # never see one.
+                            result = HandlerResult(msg.acked, error)
+                        else:
+                            # Acknowledged and returned, the common case: on_handled
+                            # would say ACKED.
+                            result = None if msg.acked else HandlerResult(False)
+                        running.handler_seconds = seconds = time.perf_counter() - started
+                        if context is not None:
+                            context.handler_seconds = seconds
+                        if result is None:
+                            outcome = ACKED
+                        else:
+                            outcome = policy.on_handled(
+                                attempt or self._attempt(raw), result, now=datetime.now(UTC)
+                            )
+                            if result.error is not None:
+                                self._log_handler_error(raw, outcome, result.error)
             except Exception as error:
                 return self._not_processed(raw, error)
             if outcome is not ACKED:  # acknowledged by the handler: nothing left to do
@@ -428,53 +472,6 @@ class Listener(ABC, Generic[E]):
             extra=self._log_fields(raw),
         )
         return NotSettled(None, error)
-
-    async def _decide(
-        self,
-        raw: TransportMessage,
-        attempt: DeliveryAttempt | None,
-        policy: FailurePolicy,
-        running: _Running,
-        context: DeliveryContext | None,
-        failure: Exception | None,
-    ) -> Outcome:
-        """Decode, run the handler, and ask the failure policy what becomes of it."""
-        if failure is not None:
-            # A middleware raised before the handler ran (and logged it): the handler's
-            # failure as far as the policy goes, so the message is retried or
-            # dead-lettered, never lost.
-            return policy.on_handled(
-                attempt or self._attempt(raw), HandlerResult(False, failure), now=datetime.now(UTC)
-            )
-        try:
-            event = decode_event(self.event_type, raw.data)
-        except EventDecodeError as error:
-            return policy.on_undecodable(
-                attempt or self._attempt(raw), error, now=datetime.now(UTC)
-            )
-        if context is not None:
-            context.event = event
-        msg = Message(raw)
-        running.message = msg
-        started = time.perf_counter()
-        result: HandlerResult | None
-        try:
-            await self.on_message(cast(E, event), msg)
-        except Exception as error:
-            # The one place a handler error is caught: the transports never see one.
-            result = HandlerResult(msg.acked, error)
-        else:
-            # Acknowledged and returned, the common case: on_handled would say ACKED.
-            result = None if msg.acked else HandlerResult(False)
-        running.handler_seconds = seconds = time.perf_counter() - started
-        if context is not None:
-            context.handler_seconds = seconds
-        if result is None:
-            return ACKED
-        outcome = policy.on_handled(attempt or self._attempt(raw), result, now=datetime.now(UTC))
-        if result.error is not None:
-            self._log_handler_error(raw, outcome, result.error)
-        return outcome
 
     def _log_handler_error(self, raw: TransportMessage, outcome: Outcome, error: Exception) -> None:
         """One record per failure; its first line names the exception and what follows."""
