@@ -1,4 +1,4 @@
-"""``python -m tickets_service``: run the tickets service's listeners until stopped.
+"""``python -m tickets_service``: run the tickets service until stopped.
 
 Configuration comes from the environment, as in the reference deployment:
 ``COMMON_EVENTS_URL`` (``stan://nats-srv:4222?cluster_id=ticketing`` style, or
@@ -13,10 +13,12 @@ import os
 from typing import Any
 
 from common_events import connect, run_service
+from common_events.outbox import Outbox, OutboxRelay
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tickets_service.events import OrderCancelledListener, OrderCreatedListener
 from tickets_service.service import Tickets
-from tickets_service.store import TicketStore
+from tickets_service.store import create_schema, open_database
 
 
 async def main(
@@ -28,21 +30,28 @@ async def main(
 ) -> None:
     """Run until SIGINT/SIGTERM (or ``stop`` is set), then shut down cleanly.
 
+    The outbox relay is a companion of the service: it starts before the listeners
+    subscribe (publishing first what was committed while the service was down) and
+    stops after they drained, before the connection closes.
+
     ``connect_options`` go to ``connect()`` (``cluster_id=``, or ``broker=`` to share an
     in-process broker with a test).
     """
-    store = TicketStore(database or os.environ.get("TICKETS_DB", "tickets.sqlite3"))
+    engine = open_database(database or os.environ.get("TICKETS_DB", "tickets.sqlite3"))
     try:
+        await create_schema(engine)
         bus = await connect(url, **connect_options)  # url None: $COMMON_EVENTS_URL
-        tickets = Tickets(store, bus)
+        outbox = Outbox()
+        tickets = Tickets(async_sessionmaker(engine, expire_on_commit=False), outbox)
         await run_service(
             bus,
             OrderCreatedListener(bus, tickets),
             OrderCancelledListener(bus, tickets),
             stop=stop,
+            companions=[OutboxRelay(bus, engine, outbox=outbox)],
         )
     finally:
-        store.close()
+        await engine.dispose()
 
 
 def run() -> None:

@@ -1,33 +1,20 @@
-"""What the tickets service sends and receives on the bus."""
+"""What the tickets service receives on the bus.
+
+What it sends (``ticket:created``, ``ticket:updated``) goes through the outbox: see
+``tickets_service/service.py``.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common_events import (
-    Bus,
-    Listener,
-    Message,
-    OrderCancelledEvent,
-    OrderCreatedEvent,
-    Publisher,
-    TicketCreatedEvent,
-    TicketUpdatedEvent,
-)
+from common_events import Bus, Listener, Message, OrderCancelledEvent, OrderCreatedEvent
 
 if TYPE_CHECKING:
     from tickets_service.service import Tickets
 
 QUEUE_GROUP = "tickets-service"
 """Every instance of this service joins this group, so each order event is handled once."""
-
-
-class TicketCreatedPublisher(Publisher[TicketCreatedEvent]):
-    pass
-
-
-class TicketUpdatedPublisher(Publisher[TicketUpdatedEvent]):
-    pass
 
 
 class OrderCreatedListener(Listener[OrderCreatedEvent]):
@@ -41,7 +28,9 @@ class OrderCreatedListener(Listener[OrderCreatedEvent]):
 
     async def on_message(self, event: OrderCreatedEvent, msg: Message) -> None:
         # An unknown ticket raises TicketNotFound: the message is not acknowledged, is
-        # retried, and after max_deliveries lands on the dead-letter subject.
+        # retried, and after max_deliveries lands on the dead-letter subject. The
+        # reservation and its ticket:updated are committed before the ack; a redelivery
+        # (the ack was lost) finds the ticket reserved and changes nothing.
         await self.tickets.reserve(event.ticket.id, order_id=event.id)
         await msg.ack()
 

@@ -1,26 +1,24 @@
 """The tickets table: the one place a ticket's state and version live.
 
-Every change goes through ``_save``, which bumps ``version`` only if nobody changed the
+SQLAlchemy 2 with asyncio, on a SQLite file through aiosqlite. The outbox's tables
+(``common_events.outbox``) live in the same file, so a ticket and the event that tells
+the others about it are committed in one transaction (``tickets_service/service.py``).
+
+``version`` is the mapper's version column: every UPDATE of a ticket says ``WHERE id = ?
+AND version = <the version read>``, so a change is written only if nobody changed the
 row since it was read (optimistic concurrency, as mongoose-update-if-current does in the
 reference service). The version is what other services use to apply changes in order.
 """
 
 from __future__ import annotations
 
-import secrets
-import sqlite3
-from dataclasses import dataclass, replace
+from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tickets (
-    id       TEXT PRIMARY KEY,
-    title    TEXT NOT NULL,
-    price    REAL NOT NULL,
-    user_id  TEXT NOT NULL,
-    order_id TEXT,
-    version  INTEGER NOT NULL
-)
-"""
+from common_events.outbox import create_tables
+from sqlalchemy import String
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class TicketNotFound(LookupError):
@@ -35,66 +33,54 @@ class ConcurrentUpdate(Exception):
     """The ticket changed between read and write; read it again and retry."""
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    id: str
-    title: str
-    price: float
-    user_id: str
-    version: int
-    order_id: str | None = None
+class Base(DeclarativeBase):
+    pass
 
 
-class TicketStore:
-    """Tickets in SQLite. ``path`` is a file, or ``":memory:"`` for tests."""
+class Ticket(Base):
+    __tablename__ = "tickets"
 
-    def __init__(self, path: str = ":memory:") -> None:
-        # isolation_level=None: each statement commits on its own; the single UPDATE in
-        # _save is the whole transaction, so there is nothing to group.
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute(SCHEMA)
+    # 24 hex digits, the shape of the MongoDB ObjectIds the Node services use as ids.
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    title: Mapped[str]
+    price: Mapped[float]
+    user_id: Mapped[str]
+    order_id: Mapped[str | None] = mapped_column(default=None)
+    version: Mapped[int] = mapped_column()
 
-    def close(self) -> None:
-        self._db.close()
+    # The service sets the next version itself (+1 per change); the mapper adds the
+    # "still at the version read" condition to the UPDATE and raises StaleDataError
+    # when no row matched.
+    __mapper_args__ = {
+        "version_id_col": version,
+        "version_id_generator": False,
+    }
 
-    def create(self, *, title: str, price: float, user_id: str) -> Ticket:
-        # 24 hex digits, the shape of the MongoDB ObjectIds the Node services use as ids.
-        ticket = Ticket(
-            id=secrets.token_hex(12), title=title, price=price, user_id=user_id, version=0
+    def __repr__(self) -> str:
+        return (
+            f"Ticket(id={self.id!r}, title={self.title!r}, price={self.price!r}, "
+            f"user_id={self.user_id!r}, order_id={self.order_id!r}, version={self.version!r})"
         )
-        self._db.execute(
-            "INSERT INTO tickets (id, title, price, user_id, order_id, version) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (ticket.id, ticket.title, ticket.price, ticket.user_id, None, ticket.version),
-        )
-        return ticket
 
-    def get(self, ticket_id: str) -> Ticket:
-        row = self._db.execute(
-            "SELECT id, title, price, user_id, version, order_id FROM tickets WHERE id = ?",
-            (ticket_id,),
-        ).fetchone()
-        if row is None:
-            raise TicketNotFound(f"no ticket {ticket_id!r}")
-        return Ticket(*row)
 
-    def edit(self, ticket_id: str, *, title: str, price: float) -> Ticket:
-        ticket = self.get(ticket_id)
-        if ticket.order_id is not None:
-            raise TicketReserved(f"ticket {ticket_id!r} is reserved and cannot be edited")
-        return self._save(ticket, replace(ticket, title=title, price=price))
+def open_database(path: str) -> AsyncEngine:
+    """An engine on the SQLite file ``path``.
 
-    def set_order(self, ticket_id: str, order_id: str | None) -> Ticket:
-        ticket = self.get(ticket_id)
-        return self._save(ticket, replace(ticket, order_id=order_id))
+    WAL mode lets the outbox relay read the outbox table while the service writes.
+    """
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    sa_event.listen(engine.sync_engine, "connect", _write_ahead_log)
+    return engine
 
-    def _save(self, read: Ticket, changed: Ticket) -> Ticket:
-        saved = replace(changed, version=read.version + 1)
-        cursor = self._db.execute(
-            "UPDATE tickets SET title = ?, price = ?, order_id = ?, version = ? "
-            "WHERE id = ? AND version = ?",
-            (saved.title, saved.price, saved.order_id, saved.version, read.id, read.version),
-        )
-        if cursor.rowcount != 1:
-            raise ConcurrentUpdate(f"ticket {read.id!r} changed since version {read.version}")
-        return saved
+
+def _write_ahead_log(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """The tickets table and the outbox's tables, where they do not exist yet."""
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    await create_tables(engine)
