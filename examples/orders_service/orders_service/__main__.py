@@ -13,9 +13,10 @@ import os
 from typing import Any
 
 from common_events import connect, run_service
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from orders_service.events import TicketCreatedListener, TicketUpdatedListener
-from orders_service.store import Store
+from orders_service.store import create_schema, open_database
 
 
 async def main(
@@ -30,17 +31,19 @@ async def main(
     ``connect_options`` go to ``connect()`` (``cluster_id=``, or ``broker=`` to share an
     in-process broker with a test).
     """
-    store = Store(database or os.environ.get("ORDERS_DB", "orders.sqlite3"))
+    engine = open_database(database or os.environ.get("ORDERS_DB", "orders.sqlite3"))
     try:
+        await create_schema(engine)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
         bus = await connect(url, **connect_options)  # url None: $COMMON_EVENTS_URL
         await run_service(
             bus,
-            TicketCreatedListener(bus, store),
-            TicketUpdatedListener(bus, store),
+            TicketCreatedListener(bus, sessions),
+            TicketUpdatedListener(bus, sessions),
             stop=stop,
         )
     finally:
-        store.close()
+        await engine.dispose()
 
 
 def run() -> None:
