@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -213,18 +213,27 @@ def running_index(workdir: Path, *served: Path) -> Iterator[Index]:
 # -- what the index serves besides our package ---------------------------------------
 
 
-def runtime_requirements(distributions: Distributions) -> list[str]:
-    """The wheel's own Requires-Dist, without extras: what `pip install` will ask for."""
+def runtime_requirements(distributions: Distributions, extras: Iterable[str] = ()) -> list[str]:
+    """The wheel's own Requires-Dist with ``extras``: what `pip install` will ask for."""
     requirements = []
     for line in distributions.wheel_metadata().splitlines():
         if not line.startswith("Requires-Dist: "):
             continue
         requirement = Requirement(line.removeprefix("Requires-Dist: "))
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+        if requirement.marker is not None and not any(
+            requirement.marker.evaluate({"extra": extra}) for extra in ("", *extras)
+        ):
             continue
         requirement.marker = None
         requirements.append(str(requirement))
     return requirements
+
+
+def example_extras() -> list[str]:
+    """The extras the examples' requirements.txt asks for (``common-events[sql]``)."""
+    lines = (EXAMPLES / "tickets_service" / "requirements.txt").read_text().splitlines()
+    (pin,) = [Requirement(line) for line in lines if line.startswith("common-events")]
+    return sorted(pin.extras)
 
 
 def example_test_requirements() -> list[str]:
@@ -267,7 +276,9 @@ def dependency_wheels(requirements: list[str]) -> Path:
 def index(
     distributions: Distributions, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Index]:
-    wheels = dependency_wheels(runtime_requirements(distributions) + example_test_requirements())
+    wheels = dependency_wheels(
+        runtime_requirements(distributions, example_extras()) + example_test_requirements()
+    )
     with running_index(tmp_path_factory.mktemp("index"), wheels) as running:
         yield running
 
@@ -309,7 +320,8 @@ def released(index: Index, distributions: Distributions) -> Index:
 def installed(
     released: Index, distributions: Distributions, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """A fresh virtual environment with common-events installed from the index alone.
+    """A fresh virtual environment with common-events, and the extras the examples ask
+    for, installed from the index alone.
 
     Returns its python.
     """
@@ -336,7 +348,7 @@ def installed(
             ":all:",
             "--index-url",
             released.simple,
-            f"common-events=={distributions.version}",
+            f"common-events[{','.join(example_extras())}]=={distributions.version}",
             *example_test_requirements(),
         ],
         env=clean_environment(),
@@ -441,20 +453,27 @@ def test_pip_installs_the_release_from_the_private_index_alone(
 
 
 EXCHANGE = """
-import asyncio, dataclasses, json
+import asyncio, json
 
 from common_events import connect
+from common_events.outbox import Outbox, OutboxRelay
 from common_events.transports.memory import MemoryBroker
-from orders_service import Store
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+import orders_service
+import tickets_service
 from orders_service.events import TicketCreatedListener, TicketUpdatedListener
-from tickets_service import Tickets, TicketStore
 
 
 async def main() -> None:
     broker = MemoryBroker()  # one in-process broker, two services
     tickets_bus = await connect("memory://", broker=broker)
     orders_bus = await connect("memory://", broker=broker)
-    copies = Store()
+    tickets_db = tickets_service.open_database("tickets.sqlite3")
+    orders_db = orders_service.open_database("orders.sqlite3")
+    await tickets_service.create_schema(tickets_db)
+    await orders_service.create_schema(orders_db)
+    copies = async_sessionmaker(orders_db, expire_on_commit=False)
     applied = asyncio.Event()
 
     class TicketUpdated(TicketUpdatedListener):
@@ -462,17 +481,31 @@ async def main() -> None:
             await super().on_message(event, msg)
             applied.set()
 
-    await TicketCreatedListener(orders_bus, copies).listen()
-    await TicketUpdated(orders_bus, copies).listen()
+    created = TicketCreatedListener(orders_bus, copies)
+    updated = TicketUpdated(orders_bus, copies)
+    await created.listen()
+    await updated.listen()
 
-    tickets = Tickets(TicketStore(), tickets_bus)
+    outbox = Outbox()  # the tickets service writes its events here; its relay sends them
+    relay = OutboxRelay(tickets_bus, tickets_db, outbox=outbox)
+    await relay.start()
+    sessions = async_sessionmaker(tickets_db, expire_on_commit=False)
+    tickets = tickets_service.Tickets(sessions, outbox)
     ticket = await tickets.create(title="Concert", price=20, user_id="seller")
     await tickets.edit(ticket.id, title="Concert (matinee)", price=15)
     await asyncio.wait_for(applied.wait(), 10)
-    print(json.dumps({"sent": dataclasses.asdict(ticket),
-                      "copy": dataclasses.asdict(copies.get_ticket(ticket.id))}))
+    async with copies() as session:
+        copy = await session.get(orders_service.Ticket, ticket.id)
+    print(json.dumps({"sent": {"id": ticket.id},
+                      "copy": {"id": copy.id, "title": copy.title, "price": copy.price,
+                               "version": copy.version}}))
+    await created.close()
+    await updated.close()
+    await relay.close()
     await tickets_bus.close()
     await orders_bus.close()
+    await tickets_db.dispose()
+    await orders_db.dispose()
 
 
 asyncio.run(main())
