@@ -97,6 +97,8 @@ async def deliver(
     message: Event | bytes | str | Mapping[str, Any],
     *,
     delivery_count: int = 1,
+    sequence: int | None = None,
+    headers: Mapping[str, str] | None = None,
     handler_timeout: float = DEFAULT_TIMEOUT,
 ) -> Delivery:
     """Run ``listener`` on one message and report whether it was acked, not acked or
@@ -104,7 +106,9 @@ async def deliver(
 
     ``message`` is an event of the listener's type, or the raw payload (bytes, text or a
     JSON object) to test bad input. ``delivery_count`` makes it the Nth delivery, to
-    test what happens at ``max_deliveries``. ``handler_timeout`` bounds the wait for the
+    test what happens at ``max_deliveries``. ``sequence`` (default 1) and ``headers``
+    (such as a ``Nats-Msg-Id``) make deliveries of different messages tell apart, as an
+    idempotent listener keys them. ``handler_timeout`` bounds the wait for the
     handler (a ``TimeoutError`` names the listener). A dead-letter record goes to the
     listener's bus (the ``event_bus`` fixture, where ``published.dead_letters()`` reads
     it); the listener need not be listening.
@@ -119,12 +123,12 @@ async def deliver(
     async def handle(raw: TransportMessage) -> None:
         if handled.done():
             return  # a redelivery after a nak; the test is about the first delivery only
-        outcome = await listener.handle_delivery(_NthDelivery(raw, delivery_count))
+        outcome = await listener.handle_delivery(_NthDelivery(raw, delivery_count, sequence))
         if not handled.done():
             handled.set_result(outcome)
 
     try:
-        await source.publish(subject, data)
+        await source.publish(subject, data, headers)
         # A long ack wait: a redelivery by this private broker is not part of the test.
         await source.subscribe(subject, handle, SubscriptionOptions(ack_wait=3600.0))
         try:
@@ -180,9 +184,12 @@ class _NthDelivery:
     """A real delivery that reports ``delivery_count`` as asked, so a test can play the
     Nth delivery without failing N-1 times first; everything else is the real one's."""
 
-    def __init__(self, raw: TransportMessage, delivery_count: int) -> None:
+    def __init__(
+        self, raw: TransportMessage, delivery_count: int, sequence: int | None = None
+    ) -> None:
         self._raw = raw
         self._delivery_count = delivery_count
+        self._sequence = sequence
 
     @property
     def subject(self) -> str:
@@ -194,7 +201,7 @@ class _NthDelivery:
 
     @property
     def sequence(self) -> int:
-        return self._raw.sequence
+        return self._raw.sequence if self._sequence is None else self._sequence
 
     @property
     def redelivered(self) -> bool:

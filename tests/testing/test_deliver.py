@@ -199,3 +199,25 @@ async def test_a_dead_letter_that_cannot_be_published_is_not_acked_and_says_why(
     assert result.not_acked
     assert result.dead_letter is None
     assert "not settled: TransportClosed" in str(result)
+
+
+class RecordingListener(Listener[TicketUpdatedEvent]):
+    queue_group = "orders-service"
+
+    def __init__(self, bus: Bus) -> None:
+        super().__init__(bus)
+        self.seen: list[tuple[int, dict[str, str]]] = []
+
+    async def on_message(self, event: TicketUpdatedEvent, msg: Message) -> None:
+        self.seen.append((msg.sequence, dict(msg.headers)))
+        await msg.ack()
+
+
+async def test_a_delivery_carries_the_sequence_and_headers_it_is_given(event_bus: Bus) -> None:
+    listener = RecordingListener(event_bus)
+
+    await deliver(listener, update(1))
+    await deliver(listener, update(2), sequence=7, headers={"Nats-Msg-Id": "row-2"})
+
+    assert listener.seen[0][0] == 1
+    assert listener.seen[1] == (7, {"Nats-Msg-Id": "row-2"})
