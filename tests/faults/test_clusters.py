@@ -15,8 +15,7 @@ import pytest
 
 import common_events
 from common_events import Bus
-from common_events.testing.servers import EmbeddedNatsCluster, EmbeddedNatsServer
-from common_events.testing.servers.stan import StanCluster
+from common_events.testing.servers import EmbeddedNatsCluster, EmbeddedNatsServer, StanCluster
 from tests.faults.ledger import Ledger
 from tests.faults.traffic import Connect, Probe, Publishing, Service
 

@@ -21,13 +21,13 @@ from common_events.testing.servers.nats import (
 from common_events.testing.servers.ports import free_loopback_port
 from common_events.testing.servers.process import ServerNotFound, ServerProcess, ServerStartError
 from common_events.testing.servers.stan import (
-    StanCluster,
     StanServer,
     StanServerNotFound,
     StanServerStartError,
     find_stan_server,
     go_bin_dir,
 )
+from common_events.testing.servers.stan_cluster import StanCluster
 
 __all__ = [
     "EmbeddedNatsCluster",
