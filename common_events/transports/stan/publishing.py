@@ -72,8 +72,29 @@ class PubAckSlots:
     """
 
     def __init__(self, size: int) -> None:
+        self.size = size
         self._free = size
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # One caller waiting for room for many (publish_many), woken once, not per slot.
+        self._room: tuple[int, asyncio.Future[None]] | None = None
+
+    @property
+    def free(self) -> int:
+        return self._free if not self._waiters else 0
+
+    async def wait_for_room(self, wanted: int) -> None:
+        """Return once ``wanted`` slots are free (taking none): a batch then sends that
+        many without a wake-up per slot."""
+        wanted = max(1, min(wanted, self.size))
+        if self.free >= wanted:
+            return
+        room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room = (wanted, room)
+        try:
+            await room
+        finally:
+            if self._room is not None and self._room[1] is room:
+                self._room = None
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free right now (no coroutine needed: the usual case)."""
@@ -102,6 +123,11 @@ class PubAckSlots:
                 waiter.set_result(None)  # the slot goes straight to the next in line
                 return
         self._free += 1
+        room = self._room
+        if room is not None and self._free >= room[0]:
+            self._room = None
+            if not room[1].done():
+                room[1].set_result(None)
 
 
 class _PendingPublish:
@@ -158,6 +184,17 @@ class PubAckPipeline:
     def inflight(self) -> int:
         """Publishes sent and not yet acknowledged."""
         return len(self._pending)
+
+    @property
+    def room(self) -> int:
+        """Slots free now."""
+        return self._slots.free
+
+    async def wait_for_room(self) -> None:
+        """While no slot is free, wait until half the window is (for a batch)."""
+        slots = self._slots
+        if slots.free == 0:
+            await slots.wait_for_room(slots.size // 2)
 
     async def publish_async(
         self, subject: str, data: bytes, *, ack_timeout: float | None = None

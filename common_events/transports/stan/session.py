@@ -429,6 +429,16 @@ class StanClient:
         """
         return await self._publishing.publish_async(subject, data, ack_timeout=ack_timeout)
 
+    @property
+    def publish_room(self) -> int:
+        """Publishes that may be sent now without waiting for a PubAck slot."""
+        return self._publishing.room
+
+    async def wait_for_publish_room(self) -> None:
+        """While ``max_pub_acks_inflight`` publishes are unacknowledged, wait until half
+        of them are: a batch then sends that many without waiting once per PubAck."""
+        await self._publishing.wait_for_room()
+
     async def publish(
         self, subject: str, data: bytes, *, ack_timeout: float | None = None
     ) -> str:

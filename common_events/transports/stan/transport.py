@@ -117,14 +117,21 @@ class StanTransport:
     ) -> list[PublishAck | Exception]:
         # Send each as soon as the client has room (max_pub_acks_inflight) and collect
         # the PubAck futures: no task per publish, as Node's callback style.
+        client = self._client
         pending: list[asyncio.Future[str] | Exception] = []
         for data in payloads:
             try:
-                pending.append(await self._client.publish_async(subject, data))
+                if not client.publish_room:
+                    # The window is full: wait for half of it rather than for each slot.
+                    await client.wait_for_publish_room()
+                pending.append(await client.publish_async(subject, data))
             except Exception as error:
                 pending.append(error)
-        futures = [item for item in pending if not isinstance(item, Exception)]
-        await asyncio.gather(*futures, return_exceptions=True)
+        # PubAcks come in order, mostly: by the time one is awaited, those after it are
+        # often done. Cheaper than gather, which schedules a callback for every future.
+        for item in pending:
+            if not isinstance(item, Exception) and not item.done():
+                await asyncio.wait((item,))
         results: list[PublishAck | Exception] = []
         for item in pending:
             if isinstance(item, Exception):
