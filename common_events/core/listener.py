@@ -3,6 +3,11 @@
 The one place that joins the transports (bytes) and the events (models): decode and
 validate once at the boundary, run the handler, and carry out the outcome the failure
 policy (``core/policy.py``) gives: ack, retry after a delay, or dead-letter.
+
+One piece of over 400 lines on purpose: it is one class, and its delivery path is kept
+in line in one coroutine because every call and await there is paid on every delivery
+(``docs/benchmarks.md``). What can live apart does: the settings' checks
+(``_listener_settings.py``), the policy, the codec and the middleware chain.
 """
 
 from __future__ import annotations
