@@ -4,9 +4,11 @@ One stream (``EVENTS`` by default, file storage) stores the subjects the core ha
 (every event subject and its dead-letter subject); each subscription is a push consumer
 named after its durable name and subject, whose deliver group is the queue group.
 
-Modules: ``admin`` (the stream and its consumers), ``publishing``, ``subscription``,
-``transport`` (wiring them on one connection of ``nats_connection``), ``options``, the
-pure rules of ``streams`` and ``consumers``, and ``permissions``.
+Modules: ``admin`` (the stream and its consumers), ``publishing`` (with the routing
+and reading of the stream's replies in ``replies`` and the window of ``publish_many`` in
+``batch_window``), ``subscription``, ``transport`` (wiring them on one connection of
+``nats_connection``), ``options``, the pure rules of ``streams`` and ``consumers``, and
+``permissions``.
 """
 
 from common_events.transports.jetstream.admin import StreamAdmin
