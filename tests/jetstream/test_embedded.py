@@ -157,3 +157,22 @@ def test_a_stan_server_that_cannot_start_shows_its_log(tmp_path: Path) -> None:
     with pytest.raises(servers.StanServerStartError, match="exited") as raised:
         StanServer(binary, tmp_path, extra_args=("--no-such-option",)).start()
     assert isinstance(raised.value, RuntimeError)
+
+
+def test_a_stan_server_whose_picked_port_was_taken_meanwhile_picks_others() -> None:
+    import socket
+
+    require_binary(servers.find_stan_server)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        server = StanServer(ready_timeout=15)
+        # Another process took the picked monitoring port before the server bound it.
+        taken = squatter.getsockname()[1]
+        server.monitor_port = taken
+        try:
+            server.start()
+            assert server.running
+            assert server.monitor_port != taken
+        finally:
+            server.cleanup()

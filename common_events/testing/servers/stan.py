@@ -60,6 +60,7 @@ INSTALL_HINT = (
 # The monitoring port opens before the streaming part subscribes to its request subjects,
 # so an answer there alone is not enough; this line comes after them.
 _READY_LINE = "Streaming Server is ready"
+_PORT_ATTEMPTS = 3
 # A clustered node logs that line only when it becomes the leader; a follower is ready
 # once its monitoring reports its role.
 _CLUSTER_ROLES = frozenset({"Leader", "Follower"})
@@ -179,6 +180,9 @@ class StanServer(ServerProcess, _StartedHere):
         self.port = port if port is not None else free_loopback_port()
         self.monitor_port = monitor_port if monitor_port is not None else free_loopback_port()
         self.ready_timeout = ready_timeout
+        # Ports picked here may be taken by another process before the server binds
+        # them (parallel test runs): a first start may then pick others and try again.
+        self._may_repick_ports = port is None and monitor_port is None
 
     @property
     def binary(self) -> Path:
@@ -246,9 +250,21 @@ class StanServer(ServerProcess, _StartedHere):
         if not binary.is_file():
             raise StanServerNotFound(f"{BINARY_NAME} binary {binary} does not exist")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._spawn(self.command(), self.log_path)
-        if wait:
-            self.wait_ready()
+        for attempt in range(_PORT_ATTEMPTS):
+            self._spawn(self.command(), self.log_path)
+            if not wait:
+                return
+            try:
+                self.wait_ready()
+            except StanServerStartError as error:
+                lost_race = "address already in use" in str(error)
+                if not (lost_race and self._may_repick_ports) or attempt + 1 == _PORT_ATTEMPTS:
+                    raise
+                self.port, self.monitor_port = free_loopback_port(), free_loopback_port()
+                continue
+            # Once a client knows the ports, a restart must keep them.
+            self._may_repick_ports = False
+            return
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Poll until the server logs that it is ready and its monitoring answers."""
