@@ -176,3 +176,21 @@ def test_a_stan_server_whose_picked_port_was_taken_meanwhile_picks_others() -> N
             assert server.monitor_port != taken
         finally:
             server.cleanup()
+
+
+async def test_a_nats_server_whose_picked_port_was_taken_meanwhile_picks_others() -> None:
+    import socket
+
+    binary = nats_server_binary()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        server = EmbeddedNatsServer(binary=binary)
+        taken = squatter.getsockname()[1]
+        server.port = taken  # another process took the picked client port meanwhile
+        try:
+            await server.start()
+            assert server.running
+            assert server.port != taken
+        finally:
+            server.cleanup()
