@@ -229,10 +229,20 @@ class EmbeddedNatsCluster(Throwaway):
             if store_root is not None
             else Path(tempfile.mkdtemp(prefix="common-events-cluster-"))
         )
+        self._size, self._name, self._binary = size, name, binary
+        self._ready_timeout = ready_timeout
+        self._started_once = False
+        self.nodes: list[EmbeddedNatsServer] = []
+        self._build_nodes()
+
+    def _build_nodes(self) -> None:
+        size, name, binary, ready_timeout = (
+            self._size, self._name, self._binary, self._ready_timeout
+        )
         client_ports = [free_loopback_port() for _ in range(size)]
         route_ports = [free_loopback_port() for _ in range(size)]
         routes = ", ".join(f'"nats-route://127.0.0.1:{port}"' for port in route_ports)
-        self.nodes: list[EmbeddedNatsServer] = []
+        self.nodes = []
         for index in range(size):
             config = (
                 "cluster {\n"
@@ -265,10 +275,27 @@ class EmbeddedNatsCluster(Throwaway):
 
     async def start(self) -> None:
         # All at once: JetStream needs a quorum of the cluster before any node is healthy.
-        for node in self.nodes:
-            await node.start(wait=False)
-        for node in self.nodes:
-            await node.wait_ready()
+        for attempt in range(2):
+            for node in self.nodes:
+                await node.start(wait=False)
+            try:
+                for node in self.nodes:
+                    await node.wait_ready()
+            except NatsServerStartError:
+                # A first start whose picked ports were taken meanwhile (a route port
+                # the others cannot reach) never elects a leader: try fresh ports once.
+                if self._started_once or attempt == 1:
+                    raise
+                logger.warning("the cluster did not form; starting it on fresh ports")
+                for node in self.nodes:
+                    await node.stop()
+                    node.cleanup()
+                    if node.store_dir is not None:
+                        shutil.rmtree(node.store_dir, ignore_errors=True)
+                self._build_nodes()
+                continue
+            self._started_once = True
+            return
 
     async def stop(self) -> None:
         for node in self.nodes:
