@@ -64,6 +64,8 @@ _PORT_ATTEMPTS = 3
 # A clustered node logs that line only when it becomes the leader; a follower is ready
 # once its monitoring reports its role.
 _CLUSTER_ROLES = frozenset({"Leader", "Follower"})
+_STANDALONE = "Standalone"
+"""``StanServer.role()`` of a server that runs on its own, not as a node of a cluster."""
 
 
 class StanServerNotFound(ServerNotFound):
@@ -293,13 +295,25 @@ class StanServer(ServerProcess, _StartedHere):
         return _READY_LINE in self.log() and self._monitor_answers()
 
     def role(self) -> str | None:
-        """``Leader``, ``Follower`` or ``Candidate`` for a clustered node, ``Standalone``
-        otherwise; ``None`` while the monitoring does not answer."""
+        """What this server is in its service, as its monitoring says now.
+
+        ``Leader``, ``Follower`` or ``Candidate`` for a node of a clustered service
+        (``--clustered``, ``StanCluster``); ``Standalone`` for a server that runs on its
+        own; ``None`` while it has no answer: the monitoring does not answer yet, or the
+        server is in none of those states (starting, a fault-tolerance standby, shutting
+        down). A clustered node counts as ready once it reports ``Leader`` or
+        ``Follower``.
+        """
         try:
-            role = self.monitor("/streaming/serverz").get("role")
+            serverz = self.monitor("/streaming/serverz")
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
             return None
-        return str(role) if role else None
+        # "role" is only in a clustered node's answer; a server on its own says so in
+        # "state" (STANDALONE, CLUSTERED, FT_ACTIVE, FT_STANDBY, FAILED, SHUTDOWN).
+        role = serverz.get("role")
+        if role:
+            return str(role)
+        return _STANDALONE if serverz.get("state") == "STANDALONE" else None
 
     def _monitor_answers(self) -> bool:
         try:

@@ -31,6 +31,10 @@ class StanCluster(_StartedHere):
     servers are joined by routes, so a client connected to any node reaches the leader.
     ``extra_args`` go to every node (heartbeat settings...). Ready once a leader is
     elected and every node reports its role.
+
+    ``size=1`` is a one-node clustered service (``--cluster_bootstrap``: the node elects
+    itself), the shape of a deployment that starts clustered to grow later; it leads at
+    once and keeps leading across restarts.
     """
 
     def __init__(
@@ -52,18 +56,27 @@ class StanCluster(_StartedHere):
         route_ports = [free_loopback_port() for _ in range(size)]
         self.nodes: list[StanServer] = []
         for index, node_id in enumerate(self.node_ids):
-            routes = ",".join(
-                f"nats://127.0.0.1:{port}" for other, port in enumerate(route_ports)
-                if other != index
-            )
-            clustering = (
+            clustering: tuple[str, ...] = (
                 "--clustered",
                 "--cluster_node_id", node_id,
-                "--cluster_peers", ",".join(self.node_ids),
                 "--cluster_log_path", str(self.workdir / node_id / "raft"),
                 "--cluster", f"nats://127.0.0.1:{route_ports[index]}",
-                "--routes", routes,
             )  # fmt: skip
+            if size == 1:
+                # Alone, a node given itself as its only peer waits to join a group that
+                # nobody forms; it must bootstrap the group and elect itself (only where
+                # there is no state yet: a restart recovers the group from its Raft log).
+                clustering += ("--cluster_bootstrap",)
+            else:
+                routes = ",".join(
+                    f"nats://127.0.0.1:{port}"
+                    for other, port in enumerate(route_ports)
+                    if other != index
+                )
+                clustering += (
+                    "--cluster_peers", ",".join(self.node_ids),
+                    "--routes", routes,
+                )  # fmt: skip
             self.nodes.append(
                 StanServer(
                     binary,
