@@ -15,7 +15,6 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -181,49 +180,21 @@ def _payload(listener: Listener[Any], message: Event | bytes | str | Mapping[str
 
 
 class _NthDelivery:
-    """A real delivery that reports ``delivery_count`` as asked, so a test can play the
-    Nth delivery without failing N-1 times first; everything else is the real one's."""
+    """A real delivery that reports ``delivery_count`` (and ``sequence``, if given) as
+    asked, so a test can play the Nth delivery without failing N-1 times first;
+    everything else is the real one's."""
 
     def __init__(
         self, raw: TransportMessage, delivery_count: int, sequence: int | None = None
     ) -> None:
         self._raw = raw
-        self._delivery_count = delivery_count
-        self._sequence = sequence
+        self.delivery_count = delivery_count
+        self.redelivered = delivery_count > 1
+        self.sequence = raw.sequence if sequence is None else sequence
 
-    @property
-    def subject(self) -> str:
-        return self._raw.subject
-
-    @property
-    def data(self) -> bytes:
-        return self._raw.data
-
-    @property
-    def sequence(self) -> int:
-        return self._raw.sequence if self._sequence is None else self._sequence
-
-    @property
-    def redelivered(self) -> bool:
-        return self._delivery_count > 1
-
-    @property
-    def delivery_count(self) -> int:
-        return self._delivery_count
-
-    @property
-    def timestamp(self) -> datetime:
-        return self._raw.timestamp
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._raw.headers
-
-    async def ack(self) -> None:
-        await self._raw.ack()
-
-    async def nak(self, delay: float | None = None) -> None:
-        await self._raw.nak(delay)
-
-    async def in_progress(self) -> bool:
-        return await self._raw.in_progress()
+    def __getattr__(self, name: str) -> Any:
+        # Only what the attributes above leave out reaches here: the subject, data,
+        # timestamp, headers, ack(), nak() and in_progress() of the real delivery.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._raw, name)

@@ -106,3 +106,9 @@ async def read_all(
                 return got
     finally:
         await subscription.close()
+
+
+async def stored(url: str, creds: Path) -> list[bytes]:
+    """What ``read_all`` reads on ``url`` as the user of ``creds``."""
+    async with await common_events.connect(url, creds_file=creds) as bus:
+        return await read_all(bus)

@@ -21,6 +21,7 @@ import common_events
 from common_events.errors import AuthenticationError, ConfigurationError
 from common_events.testing.servers import EmbeddedNatsServer
 from tests.auth.nsc import Operator, secrets_of, user_nkey
+from tests.auth.refusals import Users, check_refusals, with_creds
 from tests.auth.support import (
     SUBJECT,
     SecretWatch,
@@ -28,13 +29,9 @@ from tests.auth.support import (
     error_text,
     read_all,
     refused,
+    stored,
 )
 from tests.fixtures.jetstream import ServerFactory, nats_server_binary
-
-
-async def stored(url: str, creds: Path) -> list[bytes]:
-    async with await common_events.connect(url, creds_file=creds) as bus:
-        return await read_all(bus)
 
 
 async def test_a_users_creds_file_is_accepted_and_never_shown(
@@ -57,44 +54,30 @@ async def test_refused_credentials_say_what_to_check_and_store_nothing(
     watch: SecretWatch,
     tmp_path: Path,
 ) -> None:
-    good = operator.user("orders")
-    expired = operator.user("old", expiry="2020-01-01")
-    revoked = operator.user("gone")
-    operator.revoke("gone")
-    stranger = foreign_operator.user("orders")
+    users = Users.of(operator, foreign_operator)
+    good, expired = users.good, users.expired
     server = await nats_server_factory(operator.memory_resolver())
     url = server.url
 
-    def with_creds(creds: Path) -> object:
-        return lambda: common_events.connect(url, creds_file=creds)
-
-    await refused(watch, with_creds(expired), "refused the credentials",
-                  f"check the credentials file {expired}",
-                  "JWT of user 'old' expired at 2020-01-01T00:00:00Z")  # fmt: skip
-    await refused(watch, with_creds(revoked), f"check the credentials file {revoked}",
-                  "user 'gone' may have been revoked")  # fmt: skip
-    await refused(watch, with_creds(stranger), f"check the credentials file {stranger}",
-                  "its account is unknown to the server")  # fmt: skip
+    await check_refusals(watch, url, users)
 
     # Files that cannot work are refused before anything is sent.
     jwt, _seed = secrets_of(good)
     _other_jwt, other_seed = secrets_of(expired)
     spliced = tmp_path / "spliced.creds"
     spliced.write_text(good.read_text().replace(secrets_of(good)[1], other_seed))
-    await refused(watch, with_creds(spliced), "the seed in the credentials file",
+    await refused(watch, with_creds(url, spliced), "the seed in the credentials file",
                   "does not belong to its user JWT (user 'orders')")  # fmt: skip
     seed_only = tmp_path / "user.nk"
     user_nkey(operator.binary, seed_only)
     watch.add_seed_file(seed_only)
-    await refused(watch, with_creds(seed_only), "holds no user JWT",
+    await refused(watch, with_creds(url, seed_only), "holds no user JWT",
                   "looks like an NKey seed file: pass it as nkeys_seed")  # fmt: skip
     jwt_only = tmp_path / "jwt-only.creds"
     jwt_only.write_text(f"-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n")
-    await refused(watch, with_creds(jwt_only), "holds no user NKey seed")
-    await refused(watch, with_creds(tmp_path / "missing.creds"),
+    await refused(watch, with_creds(url, jwt_only), "holds no user NKey seed")
+    await refused(watch, with_creds(url, tmp_path / "missing.creds"),
                   "cannot be read (No such file or directory)")  # fmt: skip
-    await refused(watch, lambda: common_events.connect(url),
-                  "the server wants credentials", "creds_file or nkeys_seed")  # fmt: skip
 
     assert await stored(url, good) == []
 
@@ -126,8 +109,7 @@ async def test_a_user_revoked_while_connected_is_cut_off_and_stores_nothing_more
 
         await bus.publish(SUBJECT, b"still served")  # the account's other users go on
 
-    await refused(watch, lambda: common_events.connect(url, creds_file=doomed),
-                  "user 'tickets' may have been revoked")  # fmt: skip
+    await refused(watch, with_creds(url, doomed), "user 'tickets' may have been revoked")
     assert await stored(url, good) == [b"before", b"still served"]
     # One clear line when the server cut the connection, not one per attempt.
     assert len(watch.saw("will not reconnect: NATS")) <= 3  # text, args, msg of one record

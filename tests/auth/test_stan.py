@@ -21,6 +21,7 @@ import common_events
 from common_events.errors import AuthenticationError, ConnectionLost
 from common_events.testing.servers import StanServer
 from tests.auth.nsc import Operator, user_nkey
+from tests.auth.refusals import Users, check_refusals, with_creds
 from tests.auth.support import (
     SUBJECT,
     SecretWatch,
@@ -28,6 +29,7 @@ from tests.auth.support import (
     error_text,
     read_all,
     refused,
+    stored,
 )
 from tests.fixtures.stan import ServerFactory
 
@@ -70,11 +72,6 @@ def streaming(stan_server_factory: ServerFactory, operator: Operator, tmp_path: 
     return Streaming(stan_server_factory, operator, tmp_path)
 
 
-async def stored(url: str, creds: Path) -> list[bytes]:
-    async with await common_events.connect(url, creds_file=creds) as bus:
-        return await read_all(bus)
-
-
 async def test_operator_mode_works_on_the_embedded_nats_server(
     streaming: Streaming, operator: Operator, watch: SecretWatch
 ) -> None:
@@ -95,23 +92,10 @@ async def test_refused_credentials_say_what_to_check_and_store_nothing(
     watch: SecretWatch,
     tmp_path: Path,
 ) -> None:
-    good = operator.user("orders")
-    expired = operator.user("old", expiry="2020-01-01")
-    revoked = operator.user("gone")
-    operator.revoke("gone")
-    stranger = foreign_operator.user("orders")
+    users = Users.of(operator, foreign_operator)
     streaming = Streaming(stan_server_factory, operator, tmp_path)
-    url = streaming.url
-
-    def with_creds(creds: Path) -> object:
-        return lambda: common_events.connect(url, creds_file=creds)
-
-    await refused(watch, with_creds(expired), f"check the credentials file {expired}",
-                  "JWT of user 'old' expired at 2020-01-01T00:00:00Z")  # fmt: skip
-    await refused(watch, with_creds(revoked), "user 'gone' may have been revoked")
-    await refused(watch, with_creds(stranger), "its account is unknown to the server")
-    await refused(watch, lambda: common_events.connect(url), "the server wants credentials")
-    assert await stored(url, good) == []
+    await check_refusals(watch, streaming.url, users)
+    assert await stored(streaming.url, users.good) == []
 
 
 async def test_a_user_revoked_while_connected_is_cut_off_and_stores_nothing_more(
@@ -136,8 +120,7 @@ async def test_a_user_revoked_while_connected_is_cut_off_and_stores_nothing_more
         watch.check(error_text(raised.value), error_text(lost))
         await bus.publish(SUBJECT, b"still served")
 
-    await refused(watch, lambda: common_events.connect(url, creds_file=doomed),
-                  "user 'tickets' may have been revoked")  # fmt: skip
+    await refused(watch, with_creds(url, doomed), "user 'tickets' may have been revoked")
     assert await stored(url, good) == [b"before", b"still served"]
 
 

@@ -8,12 +8,8 @@ skip, or fail under ``COMMON_EVENTS_REQUIRE_SERVERS=1``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import shutil
-import signal
-import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +18,7 @@ import pytest
 from common_events import __version__
 from common_events.contracts.npm import npm_package, write_npm_package
 from tests.fixtures.stan import StanServer
-from tests.support.servers import missing
+from tests.support.node_process import JsonLineProcess, node_installed
 
 INTEROP_DIR = Path(__file__).parent
 PEER = INTEROP_DIR / "peer.js"
@@ -32,91 +28,28 @@ NPM_PACKAGE = "@ticketing/common-events"
 
 @pytest.fixture(scope="session")
 def node_peer_installed() -> Path:
-    node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        missing("node and npm are needed for the interop tests (Node 18 or later)")
     modules = INTEROP_DIR / "node_modules"
-    if not all((modules / name).is_dir() for name in ("node-nats-streaming", "ajv")):
-        result = subprocess.run(
-            ["bash", str(INTEROP_DIR / "install.sh")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0:
-            missing(f"tests/interop/install.sh failed:\n{result.stdout}\n{result.stderr}")
-    assert node is not None
+    install = INTEROP_DIR / "install.sh"
+    node = node_installed("the interop tests", install, modules, "node-nats-streaming", "ajv")
     # The peer takes its subjects and its validation from the npm package generated from
     # today's models, as the Node services do (`common-events schema npm`).
     package = npm_package(NPM_PACKAGE, python_version=__version__)
     write_npm_package(modules / NPM_PACKAGE, package)
-    return Path(node)
+    return node
 
 
-class NodePeer:
+class NodePeer(JsonLineProcess):
     """One ``node peer.js`` process and the JSON lines it reported."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: list[dict[str, Any]] = []
-        self.observers: list[Callable[[], None]] = []
-        """Called on every line the peer reports."""
-        self._changed = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            event = json.loads(line)
-            async with self._changed:
-                self.events.append(event)
-                self._changed.notify_all()
-            for observer in self.observers:
-                observer()
-        async with self._changed:
-            self.events.append({"event": "exit"})
-            self._changed.notify_all()
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["event"] == kind]
+    name = "the Node peer"
 
     @property
     def messages(self) -> list[dict[str, Any]]:
         return self.of_kind("message")
 
-    async def wait_until(
-        self, predicate: Callable[[NodePeer], bool], within: float = 15.0
-    ) -> None:
-        def done() -> bool:
-            if self.of_kind("error"):
-                raise AssertionError(f"the Node peer reported {self.of_kind('error')}")
-            if predicate(self):
-                return True
-            if self.of_kind("exit"):
-                raise AssertionError(f"the Node peer exited early: {self.events}")
-            return False
-
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(done)
-
     async def wait_for_messages(self, count: int, within: float = 15.0) -> list[dict[str, Any]]:
         await self.wait_until(lambda peer: len(peer.messages) >= count, within)
         return self.messages
-
-    async def stop(self) -> None:
-        """SIGTERM (the peer closes its connection), SIGKILL if it lingers; reaps."""
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                await self.process.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
 
 
 class NodePeers:
@@ -129,15 +62,7 @@ class NodePeers:
         self.running: list[NodePeer] = []
 
     async def _start(self, *args: str) -> NodePeer:
-        process = await asyncio.create_subprocess_exec(
-            str(self.node),
-            str(PEER),
-            *args,
-            cwd=INTEROP_DIR,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        peer = NodePeer(process)
+        peer = await NodePeer.start(self.node, PEER, *args, cwd=INTEROP_DIR)
         self.running.append(peer)
         return peer
 

@@ -7,9 +7,7 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from common_events.transports.jetstream import JetStreamTransport
 from common_events.transports.stan import StanTransport
 from tests.fixtures.stan import ServerFactory
 from tests.interop.conftest import node_peer_installed  # noqa: F401 (a fixture)
-from tests.support.servers import missing
+from tests.support.node_process import node_installed
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-m", "common_events.cli.main")
@@ -196,18 +194,5 @@ async def until(check: Callable[[], Any], within: float = 30.0, what: str = "") 
 
 @pytest.fixture(scope="session")
 def jetstream_peer() -> Path:
-    node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        missing("node and npm are needed for the Node JetStream peer (Node 18 or later)")
-    if not (NODE_DIR / "node_modules" / "nats").is_dir():
-        result = subprocess.run(
-            ["bash", str(NODE_DIR.parent / "install.sh")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0:
-            missing(f"tests/migration/install.sh failed:\n{result.stdout}\n{result.stderr}")
-    assert node is not None
-    return Path(node)
+    install = NODE_DIR.parent / "install.sh"
+    return node_installed("the Node JetStream peer", install, NODE_DIR / "node_modules", "nats")

@@ -42,19 +42,9 @@ async def node_publisher(
     """A Node service publishing on STAN with node-nats-streaming, in the background."""
     file = workdir / f"{client_id}.json"
     file.write_text(json.dumps(messages))
-    process = await asyncio.create_subprocess_exec(
-        str(node),
-        str(PEER),
-        "publish",
-        stan.nats_url,
-        stan.cluster_id,
-        client_id,
-        str(file),
-        cwd=INTEROP_DIR,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
+    return await NodePeer.start(
+        node, PEER, "publish", stan.nats_url, stan.cluster_id, client_id, str(file), cwd=INTEROP_DIR
     )
-    return NodePeer(process)
 
 
 def node_events(tag: str, count: int) -> list[dict[str, Any]]:
@@ -193,20 +183,10 @@ class NodePeerListener:
 
     @classmethod
     async def start(cls, node: Path, stan: StanServer, group: str) -> NodePeerListener:
-        process = await asyncio.create_subprocess_exec(
-            str(node),
-            str(PEER),
-            "listen",
-            stan.nats_url,
-            stan.cluster_id,
-            f"{group}-1",
-            group,
-            "order:created",
-            cwd=INTEROP_DIR,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        peer = NodePeer(process)
+        peer = await NodePeer.start(
+            node, PEER, "listen", stan.nats_url, stan.cluster_id, f"{group}-1", group,
+            "order:created", cwd=INTEROP_DIR,
+        )  # fmt: skip
         await peer.wait_until(lambda p: bool(p.of_kind("ready")), 20)
         return cls(peer)
 

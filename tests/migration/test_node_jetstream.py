@@ -33,15 +33,7 @@ class NodeService:
         self.peers: list[NodePeer] = []
 
     async def _start(self, *args: str) -> NodePeer:
-        process = await asyncio.create_subprocess_exec(
-            str(self.node),
-            str(PEER),
-            *args,
-            cwd=NODE_DIR,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        peer = NodePeer(process)
+        peer = await NodePeer.start(self.node, PEER, *args, cwd=NODE_DIR)
         self.peers.append(peer)
         return peer
 

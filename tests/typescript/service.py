@@ -3,17 +3,14 @@ the generated package from the private registry, and run as the tests need it.""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import shutil
-import signal
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.node_process import JsonLineProcess
 from tests.typescript.npm import TSC, run
 
 SOURCES = Path(__file__).parent / "service" / "src"
@@ -115,65 +112,13 @@ class NodeApp:
         return build
 
 
-class ServiceProcess:
+class ServiceProcess(JsonLineProcess):
     """One running ``node out/main.js`` and the JSON lines it reported."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: list[dict[str, Any]] = []
-        self._changed = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            event = json.loads(line)
-            async with self._changed:
-                self.events.append(event)
-                self._changed.notify_all()
-        async with self._changed:
-            self.events.append({"event": "exit"})
-            self._changed.notify_all()
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["event"] == kind]
-
-    async def wait_until(
-        self, predicate: Callable[[ServiceProcess], bool], within: float = 30.0
-    ) -> None:
-        def done() -> bool:
-            if self.of_kind("error"):
-                raise AssertionError(f"the Node service reported {self.of_kind('error')}")
-            if predicate(self):
-                return True
-            if self.of_kind("exit"):
-                raise AssertionError(f"the Node service exited early: {self.events}")
-            return False
-
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(done)
-
-    async def stop(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                await self.process.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+    name = "the Node service"
+    within = 30.0
+    stop_grace = 10.0
 
 
 async def start_service(build: Build, *args: str) -> ServiceProcess:
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        str(build.main),
-        *args,
-        cwd=build.directory,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    return ServiceProcess(process)
+    return await ServiceProcess.start("node", build.main, *args, cwd=build.directory)
