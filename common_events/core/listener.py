@@ -52,6 +52,7 @@ from common_events.events.base import Event
 from common_events.events.subjects import Subjects
 from common_events.transports.base import (
     MessageHandler,
+    ParkableMessage,
     SubscriptionOptions,
     TransportMessage,
     TransportSubscription,
@@ -624,9 +625,13 @@ class Listener(ABC, Generic[E]):
                         extra=self._log_fields(raw),
                     )
                     # Handed back with a long delay rather than acknowledged: a message
-                    # is never acknowledged before its record is stored.
+                    # is never acknowledged before its record is stored. Parked where the
+                    # broker can, so that it holds no slot of the window meanwhile.
                     try:
-                        await raw.nak(not_settled.redelivery_delay)
+                        if isinstance(raw, ParkableMessage):
+                            await raw.park(not_settled.redelivery_delay or 0.0)
+                        else:
+                            await raw.nak(not_settled.redelivery_delay)
                     except Exception as refused:
                         self.logger.warning(
                             "could not hand %s #%d back either (%s); it comes back after "

@@ -105,6 +105,21 @@ class TransportMessage(Protocol):
         ...
 
 
+@runtime_checkable
+class ParkableMessage(Protocol):
+    """A delivery the broker can hand back without it holding an in-flight slot.
+
+    Optional: the core parks a message whose dead-letter record cannot be stored (it
+    must be neither acknowledged nor lost, nor block the messages behind it) with
+    ``park`` where the message has it, and with ``nak`` otherwise. JetStream widens the
+    consumer's window while the message is parked; memory frees the slot on ``nak``.
+    """
+
+    async def park(self, delay: float) -> None:
+        """Hand back for ``delay`` seconds, not counted against ``max_in_flight``."""
+        ...
+
+
 ConnectionLostCallback = Callable[[ConnectionLost], object]
 """Told once that a transport's connection is gone for good (not after ``close()``)."""
 

@@ -10,6 +10,7 @@ error code (``JetStreamApiError.err_code``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -27,6 +28,12 @@ from common_events.errors import (
 )
 from common_events.transports.jetstream.consumers import ConsumerPlan
 from common_events.transports.jetstream.options import JetStreamOptions
+from common_events.transports.jetstream.parking import (
+    ConsumerState,
+    parse_parked,
+    window,
+    with_parked,
+)
 from common_events.transports.jetstream.permissions import PermissionWatch
 from common_events.transports.jetstream.streams import (
     ExistingStream,
@@ -234,11 +241,13 @@ class StreamAdmin:
 
     # -- consumers -----------------------------------------------------------------------
 
-    async def bind_consumer(self, plan: ConsumerPlan) -> None:
+    async def bind_consumer(self, plan: ConsumerPlan) -> frozenset[int]:
         """Create the consumer, or update the settings of an existing one that may change.
 
         A durable keeps its position: an existing consumer keeps its deliver policy even
-        when this subscription asks for another, as a STAN durable would.
+        when this subscription asks for another, as a STAN durable would. It also keeps
+        its parked messages (``parking.py``), which widen ``max_ack_pending``; they are
+        returned.
         """
         what = f"subscribing to {plan.filter_subject!r}"
         existing: api.ConsumerInfo | None = None
@@ -251,6 +260,8 @@ class StreamAdmin:
             raise SubscribeError(str(error)) from None
         deliver_policy = api.DeliverPolicy.ALL if plan.deliver_all else api.DeliverPolicy.NEW
         start_sequence = start_time = None
+        metadata = existing.config.metadata if existing is not None else None
+        parked = parse_parked(metadata)
         if existing is not None and existing.config.deliver_policy is not None:
             deliver_policy = existing.config.deliver_policy
             # A consumer made at a position (common-events migrate) keeps it on update.
@@ -265,14 +276,15 @@ class StreamAdmin:
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=plan.ack_wait,
             max_deliver=plan.max_deliver if plan.max_deliver is not None else -1,
-            max_ack_pending=plan.max_ack_pending,
+            max_ack_pending=window(plan.max_ack_pending, len(parked)),
             filter_subject=plan.filter_subject,
             deliver_subject=plan.deliver_subject,
             deliver_group=plan.deliver_group,
             inactive_threshold=plan.inactive_threshold,
+            metadata=metadata or None,
         )
         if existing is not None and _same_consumer(existing.config, config):
-            return
+            return parked
         try:
             await self._request(self._jsm.add_consumer(self.stream, config), what)
         except PermissionDenied as error:
@@ -281,6 +293,35 @@ class StreamAdmin:
             raise SubscribeError(
                 f"{what}: JetStream refused consumer {plan.name}: {error.description}"
             ) from None
+        return parked
+
+    async def read_parked(self, name: str) -> ConsumerState:
+        """The consumer's parked messages, window and ack floor (``parking.py``)."""
+        info = await self._consumer_info(name)
+        floor = info.ack_floor.stream_seq if info.ack_floor is not None else None
+        return ConsumerState(
+            parked=parse_parked(info.config.metadata),
+            max_ack_pending=int(info.config.max_ack_pending or 0),
+            ack_floor=int(floor or 0),
+        )
+
+    async def write_parked(self, name: str, parked: frozenset[int], max_ack_pending: int) -> None:
+        """Write the parked set and the window, keeping the rest of the consumer as it is."""
+        current = (await self._consumer_info(name)).config
+        config = dataclasses.replace(
+            current,
+            metadata=with_parked(current.metadata, parked) or None,
+            max_ack_pending=max_ack_pending,
+        )
+        await self._request(
+            self._jsm.add_consumer(self.stream, config), f"updating consumer {name}"
+        )
+
+    async def _consumer_info(self, name: str) -> api.ConsumerInfo:
+        info: api.ConsumerInfo = await self._request(
+            self._jsm.consumer_info(self.stream, name), f"reading consumer {name}"
+        )
+        return info
 
     async def delete_consumer(self, name: str) -> None:
         if self._connection.client.is_closed:

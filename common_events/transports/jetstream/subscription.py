@@ -22,6 +22,7 @@ from nats.aio.subscription import Subscription
 from common_events.errors import PermissionDenied, SubscribeError
 from common_events.transports.base import MessageHandler
 from common_events.transports.jetstream.consumers import ConsumerPlan
+from common_events.transports.jetstream.parking import ParkingLot
 from common_events.transports.jetstream.permissions import PermissionWatch
 from common_events.transports.nats_connection import Operation, classify_nats_error
 
@@ -66,6 +67,7 @@ class JetStreamMessage:
     __slots__ = (
         "_client",
         "_msg",
+        "_parking",
         "_reply",
         "_settled",
         "_stamp",
@@ -75,7 +77,7 @@ class JetStreamMessage:
         "subject",
     )
 
-    def __init__(self, msg: Msg, client: Client) -> None:
+    def __init__(self, msg: Msg, client: Client, parking: ParkingLot) -> None:
         reply = msg.reply
         # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>
         # or, with a domain and an account hash, two tokens more after ACK.
@@ -95,6 +97,7 @@ class JetStreamMessage:
         self._msg = msg
         self._reply = reply
         self._client = client
+        self._parking = parking
         self._settled = False
 
     @property
@@ -125,6 +128,18 @@ class JetStreamMessage:
             if ours is error:
                 raise
             raise ours from error
+        # Only a redelivery can have been parked; a first delivery costs one comparison.
+        if self.delivery_count > 1 and self._parking.watching:
+            self._parking.settled(self.sequence)
+
+    async def park(self, delay: float) -> None:
+        """Hand back for ``delay`` seconds without holding a slot of the consumer's
+        window meanwhile: the window grows by one while the message is parked
+        (``parking.py``). For a message that cannot be settled now and must not be lost."""
+        if self._settled:
+            return
+        self._parking.park(self.sequence, delay)
+        await self.nak(delay)
 
     async def nak(self, delay: float | None = None) -> None:
         if self._settled:
@@ -167,6 +182,7 @@ class JetStreamSubscription:
         subject: str,
         handler: MessageHandler,
         plan: ConsumerPlan,
+        parking: ParkingLot,
         *,
         stop_timeout: float,
         on_closed: Callable[[JetStreamSubscription], None],
@@ -176,6 +192,7 @@ class JetStreamSubscription:
         self._subject = subject
         self._handler = handler
         self.plan = plan
+        self._parking = parking
         self._stop_timeout = stop_timeout
         self._on_closed = on_closed
         self._nats_subscription: Subscription | None = None
@@ -229,7 +246,7 @@ class JetStreamSubscription:
                 if _ours(error, Operation.ACK, "handing back") is error:
                     raise
             return
-        message = JetStreamMessage(msg, self._client)
+        message = JetStreamMessage(msg, self._client, self._parking)
         # Always the same task (nats-py's, of this subscription): looked up once.
         task = self._delivery_task
         if task is None:
@@ -306,6 +323,7 @@ class JetStreamSubscription:
             return
         self._closed = True
         await self.stop()
+        await self._parking.close(self._stop_timeout)
         self._on_closed(self)
         if not self.plan.durable:
             await self._consumers.delete_consumer_if_unused(self.plan)
@@ -317,6 +335,7 @@ class JetStreamSubscription:
             return
         self._closed = True
         await self.stop()
+        await self._parking.close(self._stop_timeout)
         self._on_closed(self)
         await self._consumers.delete_consumer(self.plan.name)
 

@@ -24,6 +24,7 @@ from common_events.transports.base import (
 from common_events.transports.jetstream.admin import StreamAdmin
 from common_events.transports.jetstream.consumers import plan_consumer
 from common_events.transports.jetstream.options import JetStreamOptions, server_list
+from common_events.transports.jetstream.parking import ParkingLot
 from common_events.transports.jetstream.permissions import PermissionWatch
 from common_events.transports.jetstream.publishing import Publishing
 from common_events.transports.jetstream.subscription import JetStreamSubscription
@@ -132,17 +133,29 @@ class JetStreamTransport:
             deliver_prefix=self.options.deliver_prefix,
             ephemeral_inactive_threshold=self.options.ephemeral_inactive_threshold,
         )
-        await self.admin.bind_consumer(plan)
+        parked = await self.admin.bind_consumer(plan)
+        parking = ParkingLot(
+            self.admin,
+            name=plan.name,
+            base_window=plan.max_ack_pending,
+            ack_wait=plan.ack_wait,
+            known=parked,
+        )
         subscription = JetStreamSubscription(
             self._connection.client,
             self.admin,
             subject,
             handler,
             plan,
+            parking,
             stop_timeout=self.options.request_timeout,
             on_closed=self._forget,
         )
-        await subscription.start(self._watch)
+        try:
+            await subscription.start(self._watch)
+        except BaseException:
+            await parking.close(0)
+            raise
         self._subscriptions.append(subscription)
         logger.debug("subscribed to %s via consumer %s", subject, plan.name)
         return subscription

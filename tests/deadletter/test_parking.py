@@ -1,0 +1,185 @@
+"""JetStream: a message whose dead-letter record cannot be stored is parked, and a parked
+message widens the consumer's window instead of holding one of its slots.
+
+Against a real nats-server: the consumer's ``max_ack_pending`` and metadata are read from
+the server itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import nats
+from nats.js import api
+
+from common_events import Bus, encode_event
+from common_events.testing.servers import EmbeddedNatsServer
+from common_events.transports import jetstream
+from common_events.transports.jetstream.parking import (
+    MAX_PARKED,
+    PARKED_KEY,
+    merge_parked,
+    parse_parked,
+    window,
+    with_parked,
+)
+from tests.deadletter.support import (
+    DEAD_LETTERS,
+    SUBJECT,
+    DeadLetterReader,
+    FailingDeadLetters,
+    publish_raw,
+    ticket,
+)
+from tests.deadletter.test_unpublishable import POISON, TwoSlots
+
+# -- the rules, without a server ---------------------------------------------------------
+
+
+def test_the_parked_set_reads_back_what_was_written() -> None:
+    metadata = with_parked({"owner": "billing"}, [30, 4, 17])
+    assert metadata == {"owner": "billing", PARKED_KEY: "4,17,30"}
+    assert parse_parked(metadata) == {4, 17, 30}
+    assert with_parked(metadata, []) == {"owner": "billing"}
+
+
+def test_a_garbled_parked_set_is_read_as_what_can_be_read() -> None:
+    assert parse_parked({PARKED_KEY: "5, x,,-3,9"}) == {5, 9}
+    assert parse_parked(None) == frozenset()
+
+
+def test_merging_adds_ours_removes_what_we_settled_and_what_the_floor_passed() -> None:
+    merged = merge_parked({3, 8, 12}, parked_here={20}, settled_here={12}, ack_floor=3)
+    assert merged == {8, 20}
+
+
+def test_the_window_grows_by_the_parked_messages_up_to_a_bound() -> None:
+    assert window(16, 0) == 16
+    assert window(16, 5) == 21
+    assert window(16, MAX_PARKED + 50) == 16 + MAX_PARKED
+
+
+# -- on a real server --------------------------------------------------------------------
+
+
+async def listener_consumer(url: str) -> api.ConsumerConfig:
+    connection = await nats.connect(url)
+    try:
+        for info in await connection.jsm().consumers_info("EVENTS"):
+            if info.config.filter_subject == SUBJECT:
+                return info.config
+        raise AssertionError("no consumer on ticket:created")
+    finally:
+        await connection.close()
+
+
+async def eventually(check: Callable[[], object], url: str, within: float) -> api.ConsumerConfig:
+    """The listener's consumer once ``check(config)`` holds, polled on the server."""
+    deadline = time.monotonic() + within
+    while True:
+        config = await listener_consumer(url)
+        if check(config):  # type: ignore[call-arg]
+            return config
+        if time.monotonic() > deadline:
+            raise AssertionError(f"consumer never got there: {config}")
+        await asyncio.sleep(0.1)
+
+
+async def test_parked_messages_widen_the_window_until_their_records_are_stored(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    inner = Bus(await jetstream.connect(nats_server.url, subjects=(SUBJECT, DEAD_LETTERS)))
+    failing = FailingDeadLetters(inner.transport)
+    bus = Bus(failing)  # type: ignore[arg-type]
+    reader = DeadLetterReader()
+    try:
+        await reader.start(inner)
+        listener = await TwoSlots(bus).listen()
+        await publish_raw(inner, [POISON] * 4 + [encode_event(ticket(n)) for n in range(3)])
+
+        # Four parked, two slots: without the wider window nothing behind them moves.
+        await listener.wait_until(lambda: len(listener.handled) == 3, within=20)
+        config = await eventually(
+            lambda c: c.max_ack_pending == 2 + 4, nats_server.url, within=10
+        )
+        assert parse_parked(config.metadata) == {1, 2, 3, 4}
+        assert reader.messages == []
+
+        failing.failing = False
+        await reader.wait_for(4, within=20)
+        config = await eventually(lambda c: c.max_ack_pending == 2, nats_server.url, within=15)
+        assert parse_parked(config.metadata) == frozenset()
+        await listener.close()
+    finally:
+        await bus.close()
+
+
+async def test_a_listener_that_binds_again_keeps_the_window_wide(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    first = Bus(
+        FailingDeadLetters(  # type: ignore[arg-type]
+            await jetstream.connect(nats_server.url, subjects=(SUBJECT, DEAD_LETTERS))
+        )
+    )
+    listener = await TwoSlots(first).listen()
+    await publish_raw(first, [POISON] * 3)
+    await eventually(lambda c: c.max_ack_pending == 2 + 3, nats_server.url, within=15)
+    await listener.close()
+    await first.close()
+
+    # A restarted service binds with max_in_flight 2 again: the parked three stay counted.
+    failing = FailingDeadLetters(
+        await jetstream.connect(nats_server.url, subjects=(SUBJECT, DEAD_LETTERS))
+    )
+    second = Bus(failing)  # type: ignore[arg-type]
+    try:
+        reader = DeadLetterReader()
+        await reader.start(second)
+        restarted = await TwoSlots(second).listen()
+        config = await listener_consumer(nats_server.url)
+        assert config.max_ack_pending == 2 + 3
+        assert parse_parked(config.metadata) == {1, 2, 3}
+        # Its dead-letter subject works again: the three are stored and the window narrows.
+        failing.failing = False
+        await reader.wait_for(3, within=30)
+        await eventually(lambda c: c.max_ack_pending == 2, nats_server.url, within=15)
+        await restarted.close()
+    finally:
+        await second.close()
+
+
+async def test_members_of_a_queue_group_widen_one_window_together(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    buses = [
+        Bus(
+            FailingDeadLetters(  # type: ignore[arg-type]
+                await jetstream.connect(nats_server.url, subjects=(SUBJECT, DEAD_LETTERS))
+            )
+        )
+        for _ in range(2)
+    ]
+    try:
+        listeners = [await TwoSlots(bus).listen() for bus in buses]
+        await publish_raw(buses[0], [POISON] * 6 + [encode_event(ticket(n)) for n in range(4)])
+
+        def handled() -> int:
+            return sum(len(listener.handled) for listener in listeners)
+
+        for listener in listeners:
+            await listener.wait_until(lambda: handled() == 4, within=30)
+        # Whoever parked which, the shared consumer counts all six.
+        config = await eventually(
+            lambda c: parse_parked(c.metadata) == set(range(1, 7)) and c.max_ack_pending == 8,
+            nats_server.url,
+            within=15,
+        )
+        assert config.max_ack_pending == 2 + 6
+        for listener in listeners:
+            await listener.close()
+    finally:
+        for bus in buses:
+            await bus.close()
