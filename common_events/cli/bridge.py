@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -16,6 +17,7 @@ from common_events.cli._brokers import add_server_arguments
 if TYPE_CHECKING:
     from common_events.core import RunningService
     from common_events.migration.bridge import Bridge
+    from common_events.migration.bridge.metrics import BridgeMetrics
     from common_events.observability.health import HealthEndpoint
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,18 @@ DESCRIPTION = textwrap.dedent(
 
     SIGTERM or SIGINT drains: no new message is taken, the ones in hand are finished
     (up to --drain-timeout), the durables stay. A connection lost for good ends the
-    bridge with status 1, for its supervisor to restart it."""
+    bridge with status 1, for its supervisor to restart it.
+
+    --health-port serves /livez and /readyz as a service's health endpoint does, and,
+    where prometheus-client is installed (the prometheus extra), /metrics:
+      common_events_bridged_messages_total{direction,subject,outcome}
+          outcome forwarded or already_there; direction to_jetstream or to_stan
+      common_events_bridge_failures_total{direction,subject,step}
+          step publish, ack or ledger (each is tried again, or comes back)
+      common_events_bridge_lag_seconds{direction,subject}
+          from a message's storing on one side to its confirmation on the other
+      common_events_bridge_last_source_sequence{direction,subject}
+          where the bridge is on the side the subject comes from"""
 )
 
 EPILOG = textwrap.dedent(
@@ -122,7 +135,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--health-port",
         type=int,
         metavar="PORT",
-        help="serve /livez and /readyz on PORT, as a service's health endpoint does",
+        help="serve /livez and /readyz on PORT, as a service's health endpoint does, and "
+        "/metrics where prometheus-client is installed",
+    )
+    running.add_argument(
+        "--metrics",
+        action="store_true",
+        help="require /metrics on --health-port: fail at once without prometheus-client "
+        "(pip install 'common-events[prometheus]')",
     )
     parser.set_defaults(func=run)
 
@@ -132,6 +152,18 @@ def run(args: argparse.Namespace) -> int:
     from common_events.migration import event_subjects
     from common_events.migration.bridge import Bridge, BridgeOptions
 
+    if args.metrics and args.health_port is None:
+        print("common-events bridge: --metrics serves on --health-port: give both", file=sys.stderr)
+        return 2
+    metrics: BridgeMetrics | None = None
+    if args.health_port is not None:
+        try:
+            metrics = _metrics()
+        except ImportError as missing:
+            if args.metrics:
+                print(f"common-events bridge: {missing}", file=sys.stderr)
+                return 1
+            logger.info("no /metrics on the health port: %s", missing)
     to_stan = tuple(dict.fromkeys(args.to_stan))
     to_jetstream = tuple(dict.fromkeys(args.to_jetstream)) or tuple(
         subject for subject in event_subjects() if subject not in to_stan
@@ -150,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
                 ack_wait=args.ack_wait,
                 drain_timeout=args.drain_timeout,
                 monitor_url=args.stan_monitor,
-            )
+            ),
+            metrics=metrics,
         )
         asyncio.run(_run(bridge, args.health_port))
     except CommonEventsError as error:
@@ -199,6 +232,18 @@ async def _serve_health(bridge: Bridge, port: int) -> tuple[HealthEndpoint, Runn
     # bridge, and liveness with it.
     service = RunningService(Bus(bridge.jetstream), ())
     service.started = True
-    endpoint = HealthEndpoint(port)
+    registry = bridge.metrics.registry if bridge.metrics is not None else None
+    endpoint = HealthEndpoint(port, registry=registry)
     await endpoint.start(service)
     return endpoint, service
+
+
+def _metrics() -> BridgeMetrics:
+    """The bridge's metrics in the default registry (the process is the bridge's alone;
+    that registry also has its CPU and memory); ``ImportError``, which says what to
+    install, without prometheus-client."""
+    from common_events.migration.bridge.metrics import BridgeMetrics
+
+    # Imported once BridgeMetrics is: its ImportError is the one that says what to do.
+    default = importlib.import_module("prometheus_client").REGISTRY
+    return BridgeMetrics(default)

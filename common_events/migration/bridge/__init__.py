@@ -27,7 +27,9 @@ it would come back to JetStream.
 The modules: ``options`` (what a bridge is told), ``runner`` (``Bridge``, both
 directions started and stopped together), ``channel`` (what a direction's subject
 holds either way), ``to_jetstream``, ``to_stan``, and the reverse direction's
-``intents`` (its ledger) and ``floors`` (the channels' last sequences).
+``intents`` (its ledger) and ``floors`` (the channels' last sequences). ``metrics``
+(``BridgeMetrics``, given to ``Bridge``) needs the ``prometheus`` extra and is imported
+only by whoever uses it.
 """
 
 from common_events.migration.bridge.channel import RETRY_DELAY, DirectionStats

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common_events.core.codec import stream_subjects
 from common_events.errors import ConnectionLost, TransportError
@@ -24,6 +24,9 @@ from common_events.transports.jetstream import JetStreamTransport
 from common_events.transports.nats_connection import redact_url
 from common_events.transports.stan import StanTransport
 
+if TYPE_CHECKING:
+    from common_events.migration.bridge.metrics import BridgeMetrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,11 +36,15 @@ class Bridge:
     ``run(stop)`` does both and drains on ``stop``; a connection lost for good (the STAN
     server forgot the client, or NATS is gone) ends it with ``ConnectionLost`` so its
     supervisor restarts it.
+
+    ``metrics`` (``common_events.migration.bridge.metrics``, the ``prometheus`` extra)
+    counts what each direction forwards, how late, and what fails on the way.
     """
 
-    def __init__(self, options: BridgeOptions) -> None:
+    def __init__(self, options: BridgeOptions, *, metrics: BridgeMetrics | None = None) -> None:
         options.check()
         self.options = options
+        self.metrics = metrics
         self.stan: StanTransport | None = None
         self.jetstream: JetStreamTransport | None = None
         self._stream: EventStream | None = None

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 class ForwardChannel(Channel):
     """One channel forwarded to the stream."""
 
+    direction = "to_jetstream"
+
     def __init__(self, bridge: Bridge, subject: str) -> None:
         super().__init__(bridge, subject)
         self.last_copied = 0
@@ -33,6 +35,7 @@ class ForwardChannel(Channel):
         bridge = self.bridge
         assert bridge.stan is not None and bridge._stream is not None
         self.last_copied = await last_copied(bridge._stream, self.subject)
+        self._resumes_after(self.last_copied)
         self._subscription = await bridge.stan.client.subscribe(
             self.subject,
             self._on_message,
@@ -63,8 +66,8 @@ class ForwardChannel(Channel):
         bridge = self.bridge
         assert bridge.jetstream is not None
         if message.sequence <= self.last_copied:
-            self.stats.skipped += 1
-            await _ack_stan(message)
+            self._already_there(message.sequence)
+            await self._ack_stan(message)
             return
         origin = Origin(
             bridge.options.cluster_id, self.subject, message.sequence, message.timestamp_ns
@@ -74,6 +77,7 @@ class ForwardChannel(Channel):
                 await bridge.jetstream.publish(self.subject, message.data, origin.headers())
                 break
             except TransportError as error:
+                self._failed("publish")
                 logger.warning(
                     "forwarding %s #%d to JetStream: %s; trying again",
                     self.subject,
@@ -83,22 +87,24 @@ class ForwardChannel(Channel):
                 if not await self._wait_retry():
                     return
         self.last_copied = message.sequence
-        self.stats.forwarded += 1
-        await _ack_stan(message)
+        self._forwarded(message.sequence, message.timestamp_ns / 1e9)
+        await self._ack_stan(message)
+
+    async def _ack_stan(self, message: StanMessage) -> None:
+        try:
+            await message.ack()
+        except TransportError as error:
+            # It comes back after ack wait, and is then found copied already.
+            self._failed("ack")
+            logger.warning(
+                "acknowledging %s #%d on STAN: %s", message.subject, message.sequence, error
+            )
 
     async def close(self) -> None:
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             with contextlib.suppress(TransportError):
                 await subscription.close()
-
-
-async def _ack_stan(message: StanMessage) -> None:
-    try:
-        await message.ack()
-    except TransportError as error:
-        # It comes back after ack wait, and is then found copied already.
-        logger.warning("acknowledging %s #%d on STAN: %s", message.subject, message.sequence, error)
 
 
 async def last_copied(stream: EventStream, subject: str) -> int:

@@ -33,6 +33,8 @@ REVERSE_DURABLE = f"{BRIDGE_DURABLE_PREFIX}-to-stan"
 class ReverseChannel(Channel):
     """Messages of one subject published on JetStream, forwarded to its channel."""
 
+    direction = "to_stan"
+
     def __init__(self, bridge: Bridge, subject: str, ledger: Ledger, floors: Floors) -> None:
         super().__init__(bridge, subject)
         self.ledger = ledger
@@ -65,6 +67,8 @@ class ReverseChannel(Channel):
             start = await bridge._stream.last_sequence() + 1
             await bridge._stream.create_consumer(plan, start_sequence=start)
         self._intent = await self.ledger.read(self.subject)
+        if self._intent is not None:
+            self._resumes_after(self._intent.stream_sequence)
         self._subscription = await bridge.jetstream.subscribe(
             self.subject, self._on_message, options
         )
@@ -84,15 +88,15 @@ class ReverseChannel(Channel):
     async def _forward(self, message: TransportMessage) -> None:
         if origin_sequence(message.headers) is not None:
             # Copied from STAN by migrate or the bridge: it is there already.
-            self.stats.skipped += 1
-            await _ack_js(message)
+            self._already_there(message.sequence)
+            await self._ack_js(message)
             return
         digest = hashlib.sha256(message.data).hexdigest()
         intent = self._intent
         if intent is not None and message.sequence < intent.stream_sequence:
             # Forwarded before; its ack was lost.
-            self.stats.skipped += 1
-            await _ack_js(message)
+            self._already_there(message.sequence)
+            await self._ack_js(message)
             return
         # Its publish may have been stored: look before sending again.
         if (
@@ -100,8 +104,8 @@ class ReverseChannel(Channel):
             and message.sequence == intent.stream_sequence
             and await self._on_channel(intent)
         ):
-            self.stats.skipped += 1
-            await _ack_js(message)
+            self._already_there(message.sequence)
+            await self._ack_js(message)
             return
         intent = Intent(message.sequence, digest, self.floors.floor(self.subject))
         while True:
@@ -109,6 +113,7 @@ class ReverseChannel(Channel):
                 await self.ledger.write(self.subject, intent)
                 break
             except TransportError as error:
+                self._failed("ledger")
                 logger.warning("writing the bridge's ledger: %s; trying again", error)
                 if not await self._wait_retry():
                     with contextlib.suppress(TransportError):
@@ -119,6 +124,7 @@ class ReverseChannel(Channel):
             await self._publish_to_stan(message.data)
         except TransportError as error:
             # Stored or not: the redelivery looks first.
+            self._failed("publish")
             logger.warning(
                 "forwarding %s #%d to NATS Streaming: %s; it comes back and is checked",
                 self.subject,
@@ -130,8 +136,16 @@ class ReverseChannel(Channel):
             return
         # The copy is after the floor: the next publish's floor is at least one later.
         self.floors.raise_to(self.subject, intent.floor + 1)
-        self.stats.forwarded += 1
-        await _ack_js(message)
+        self._forwarded(message.sequence, message.timestamp.timestamp())
+        await self._ack_js(message)
+
+    async def _ack_js(self, message: TransportMessage) -> None:
+        try:
+            await message.ack()
+        except TransportError as error:
+            # It comes back after ack wait, and is then found forwarded already.
+            self._failed("ack")
+            logger.warning("acknowledging %s #%d: %s", message.subject, message.sequence, error)
 
     async def _publish_to_stan(self, data: bytes) -> None:
         """One publish, no resend: a lost outcome is settled by ``_on_channel``."""
@@ -187,10 +201,3 @@ class ReverseChannel(Channel):
         if subscription is not None:
             with contextlib.suppress(TransportError):
                 await subscription.close()
-
-
-async def _ack_js(message: TransportMessage) -> None:
-    try:
-        await message.ack()
-    except TransportError as error:
-        logger.warning("acknowledging %s #%d: %s", message.subject, message.sequence, error)
