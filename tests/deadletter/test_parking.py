@@ -14,8 +14,8 @@ from collections.abc import Callable
 import nats
 from nats.js import api
 
-from common_events import Bus, encode_event
-from common_events.testing.servers import EmbeddedNatsServer
+from common_events import Bus, connect, encode_event
+from common_events.testing.servers import EmbeddedNatsServer, StanServer
 from common_events.transports import jetstream
 from common_events.transports.jetstream.parking import (
     MAX_PARKED,
@@ -183,3 +183,75 @@ async def test_members_of_a_queue_group_widen_one_window_together(
     finally:
         for bus in buses:
             await bus.close()
+
+
+# -- NATS Streaming ----------------------------------------------------------------------
+
+
+def stan_windows(server: StanServer) -> list[int]:
+    """``max_inflight`` of every subscription on ticket:created, as the server has it."""
+    channel = server.monitor(f"/streaming/channelsz?subs=1&channel={SUBJECT}")
+    return [sub["max_inflight"] for sub in channel.get("subscriptions") or []]
+
+
+async def stan_eventually(check: Callable[[list[int]], bool], server: StanServer) -> list[int]:
+    deadline = time.monotonic() + 15
+    while not check(windows := stan_windows(server)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"subscriptions never got there: {windows}")
+        await asyncio.sleep(0.1)
+    return windows
+
+
+async def test_stan_makes_a_durable_again_with_a_window_wide_enough_for_its_parked(
+    stan_server: StanServer,
+) -> None:
+    inner = await connect(stan_server.url, cluster_id=stan_server.cluster_id)
+    failing = FailingDeadLetters(inner.transport)
+    bus = Bus(failing)  # type: ignore[arg-type]
+    reader = DeadLetterReader()
+    try:
+        await reader.start(inner)
+        listener = await TwoSlots(bus).listen()
+        await publish_raw(inner, [POISON] * 4 + [encode_event(ticket(n)) for n in range(3)])
+
+        await listener.wait_until(lambda: len(listener.handled) == 3, within=20)
+        assert reader.messages == []
+        # Still the one durable queue member, with room for its parked messages.
+        (wide,) = await stan_eventually(lambda w: len(w) == 1 and w[0] >= 2 + 4, stan_server)
+        assert wide <= 2 + 2 * 4
+
+        failing.failing = False
+        await reader.wait_for(4, within=20)
+        assert await stan_eventually(lambda w: w == [2], stan_server) == [2]
+        assert sorted(listener.handled) == ["t0", "t1", "t2"], "nothing handled twice"
+        # Deliveries left unhandled while the durable was made again are not counted.
+        assert all(listener.deliveries[sequence] == 1 for sequence in (5, 6, 7))
+        assert len(reader.messages) == 4, "only the poison messages are dead-lettered"
+        await listener.close()
+    finally:
+        await bus.close()
+        await inner.close()
+
+
+class NotDurable(TwoSlots):
+    durable = False
+
+
+async def test_stan_a_subscription_that_is_not_durable_keeps_its_window(
+    stan_server: StanServer,
+) -> None:
+    """Made again, it would lose its place: its parked messages hold their slots."""
+    inner = await connect(stan_server.url, cluster_id=stan_server.cluster_id)
+    failing = FailingDeadLetters(inner.transport)
+    bus = Bus(failing)  # type: ignore[arg-type]
+    try:
+        listener = await NotDurable(bus).listen()
+        await publish_raw(inner, [POISON] * 2 + [encode_event(ticket(1))])
+        await listener.wait_until(lambda: listener.deliveries.get(2, 0) >= 2, within=15)
+        assert stan_windows(stan_server) == [2]
+        assert listener.handled == []
+        await listener.close()
+    finally:
+        await bus.close()
+        await inner.close()

@@ -111,7 +111,12 @@ class StanMessage:
 
     @property
     def delivery_count(self) -> int:
-        return self.redelivery_count + 1
+        count = self.redelivery_count + 1
+        skipped = self._subscription.skipped
+        if skipped:
+            # Sent again only because the subscription was made again meanwhile.
+            count = max(1, count - skipped.get(self._proto.sequence, 0))
+        return count
 
     @property
     def timestamp(self) -> datetime:
@@ -142,6 +147,13 @@ class StanMessage:
         """NATS Streaming has no in-progress ack: unacknowledged, the message comes back
         after ack wait whatever the handler does (``False``)."""
         return self._acked
+
+    async def park(self, delay: float) -> None:
+        """Leave unacknowledged (it comes back after ack wait: there is no negative ack)
+        without it holding a slot of the window: a durable subscription widens its max
+        in flight while the message is parked (``StanSubscription.park``)."""
+        if not self._acked:
+            self._subscription.park(self._proto.sequence)
 
     def __repr__(self) -> str:
         return (
@@ -188,6 +200,18 @@ class StanSubscription:
         # Set by whoever waits for the running handler to finish; the delivery path then
         # only checks an attribute.
         self._idle_waiter: asyncio.Future[None] | None = None
+        # The window: max in flight as asked, as the server applies it now, and the
+        # parked sequences that widen it (``park``).
+        self._base_in_flight = 0
+        self._in_flight = 0
+        self._parked: set[int] = set()
+        self._rewindowing = False
+        self._rewindowed = asyncio.Event()
+        self._paused = False
+        self.skipped: dict[int, int] = {}
+        """Sequence -> deliveries left unhandled while the subscription was made again:
+        the server counts them as redeliveries, ``StanMessage.delivery_count`` not."""
+        self._start: tuple[StartPosition, int, int, int] = (StartPosition.NEW_ONLY, 0, 0, 30)
 
     @property
     def active(self) -> bool:
@@ -205,7 +229,6 @@ class StanSubscription:
         ack_wait_seconds: int,
     ) -> None:
         """Listen on the inbox, then ask the server for the subscription."""
-        owner = self._owner
         what = f"subscription to {self.subject!r}"
         # Listen before asking: the server starts delivering as soon as it answers.
         # The server bounds deliveries by max in flight; never drop one client-side.
@@ -213,6 +236,18 @@ class StanSubscription:
             self._nats_sub = await self._nc.subscribe(
                 self.inbox, cb=self._on_delivery, pending_msgs_limit=0, pending_bytes_limit=0
             )
+        self._start = (start_position, start_sequence, start_time_delta_ns, ack_wait_seconds)
+        self._base_in_flight = self._in_flight = max_in_flight
+        self.ack_inbox = await self._request_subscription(max_in_flight)
+        self._is_ready = True
+        self._ready.set()
+
+    async def _request_subscription(self, max_in_flight: int, *, again: bool = False) -> str:
+        """Ask the server for the subscription on our inbox; its ack inbox. A first
+        request that fails drops the subscription; one made ``again`` leaves it be."""
+        owner = self._owner
+        what = f"subscription to {self.subject!r}"
+        start_position, start_sequence, start_time_delta_ns, ack_wait_seconds = self._start
         request = protocol.encode_subscription_request(
             client_id=owner.client_id,
             subject=self.subject,
@@ -234,7 +269,8 @@ class StanSubscription:
             failure = classify_nats_error(error, Operation.SUBSCRIBE, what)
             if failure is None and not isinstance(error, protocol.ProtocolError):
                 raise
-            await self.drop()
+            if not again:
+                await self.drop()
             if isinstance(error, TimeoutError):
                 # The server may have made the subscription after all; close it (best
                 # effort) so it does not linger. The server finds it by inbox.
@@ -242,13 +278,106 @@ class StanSubscription:
             text = str(failure.error) if failure is not None else f"{what}: {error}"
             raise SubscribeError(text) from error
         if response.error:
-            await self.drop()
+            if not again:
+                await self.drop()
             raise SubscribeError(
                 f"the server refused the subscription to {self.subject!r}: {response.error}"
             )
-        self.ack_inbox = response.ack_inbox
-        self._is_ready = True
-        self._ready.set()
+        return response.ack_inbox
+
+    # -- parked messages ---------------------------------------------------------------
+
+    def park(self, sequence: int) -> None:
+        """``sequence`` stays unacknowledged until its dead-letter record can be stored.
+
+        The server counts it against max in flight until it is acknowledged, and has no
+        way to change a live subscription's max in flight. So a durable subscription is
+        closed and made again at once with a wider window (base + twice the parked, so
+        that the next parked messages fit without another round), and back at its base
+        once nothing is parked. The durable keeps its position and its unacknowledged
+        messages; the server sends those again when it resumes. A subscription that is
+        not durable cannot be made again without losing its place: its parked messages
+        hold their slots.
+        """
+        if sequence in self._parked:
+            return
+        self._parked.add(sequence)
+        if self.durable_name is None:
+            logger.warning(
+                "%s #%d holds one of this subscription's %d slots until its dead-letter "
+                "record is stored: only a durable subscription can widen its window",
+                self.subject,
+                sequence,
+                self._in_flight,
+            )
+            return
+        self._rewindow()
+
+    def _rewindow(self) -> None:
+        if self._rewindowing or self._stopped or self.durable_name is None:
+            return
+        if self._parked:
+            if self._base_in_flight + len(self._parked) <= self._in_flight:
+                return
+        elif self._in_flight == self._base_in_flight:
+            return
+        self._rewindowing = True
+        self._rewindowed.clear()
+        self._owner.spawn(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        try:
+            while not self._stopped:
+                if self._parked:
+                    if self._base_in_flight + len(self._parked) <= self._in_flight:
+                        return
+                    wanted = self._base_in_flight + 2 * len(self._parked)
+                else:
+                    wanted = self._base_in_flight
+                if wanted == self._in_flight:
+                    return
+                # Deliveries arriving meanwhile are left unacknowledged: the server
+                # sends them again when the durable resumes.
+                self._paused = True
+                await self.wait_idle()
+                if self._stopped:
+                    return  # closed from its handler meanwhile: nothing to make again
+                await self._request_end(remove=False, ack_inbox=self.ack_inbox, quiet=False)
+                self.ack_inbox = await self._subscribe_again(wanted)
+                logger.warning(
+                    "%s: %d message(s) wait for their dead-letter record to be stored; "
+                    "max in flight %d -> %d so that other messages keep flowing",
+                    self.subject,
+                    len(self._parked),
+                    self._in_flight,
+                    wanted,
+                )
+                self._in_flight = wanted
+                self._paused = False
+        except Exception as error:
+            # The server still has the subscription as it was (the close failed): it
+            # goes on with its old window.
+            logger.error(
+                "could not make the subscription to %s again with a new window: %s",
+                self.subject,
+                error,
+            )
+        finally:
+            self._paused = False
+            self._rewindowing = False
+            self._rewindowed.set()
+
+    async def _subscribe_again(self, max_in_flight: int) -> str:
+        """After the close: until the server has the subscription again (or the session
+        ends), so that a closed durable is never left without its listener."""
+        while True:
+            try:
+                return await self._request_subscription(max_in_flight, again=True)
+            except SubscribeError as error:
+                if self._stopped or not self._owner.is_connected:
+                    raise
+                logger.warning("subscribing to %s again: %s; trying again", self.subject, error)
+                await asyncio.sleep(0.5)
 
     # -- delivering ----------------------------------------------------------------------
 
@@ -263,6 +392,11 @@ class StanSubscription:
             proto = protocol.decode_msg(raw.data)
         except protocol.ProtocolError:
             logger.warning("dropping a delivery on %s that is not a MsgProto", self.subject)
+            return
+        if self._paused:
+            # Left unacknowledged: the server sends it again when the durable resumes.
+            if proto.sequence not in self._parked:
+                self.skipped[proto.sequence] = self.skipped.get(proto.sequence, 0) + 1
             return
         message = StanMessage(proto, self)
         if self._delivery_task is None:
@@ -305,6 +439,12 @@ class StanSubscription:
             if failure is None or failure.error is error:
                 raise
             raise failure.error from error
+        if self.skipped:
+            self.skipped.pop(sequence, None)
+        if self._parked and sequence in self._parked:
+            self._parked.discard(sequence)
+            if not self._parked:
+                self._rewindow()  # back to the base window, after the ack has gone
 
     async def wait_idle(self) -> None:
         """Wait until no handler of this subscription runs."""
@@ -367,6 +507,10 @@ class StanSubscription:
         if self._finished:
             return
         await self._stop(abandon_running=True)
+        if self._rewindowing and self._delivery_task is not asyncio.current_task():
+            # Being made again: close what the server has once it has it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rewindowed.wait(), 3 * self._owner.request_timeout)
         self._finished = True
         self._owner.forget(self)
         if self._owner.is_connected:
