@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -156,27 +155,35 @@ class Listener(ABC, Generic[E]):
         self._subscription: TransportSubscription | None = None
         self._paused = False
         self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Set by wait_idle while deliveries run; the delivery path only checks it.
+        self._idle_waiter: asyncio.Future[None] | None = None
         # concurrency > 1: deliveries run in tasks of their own, at most `concurrency`.
         self._workers: set[asyncio.Task[Outcome]] = set()
         self._slots = asyncio.Semaphore(self.concurrency)
         self.logger = logger.getChild(type(self).__name__)
         # Read once: the settings are class attributes.
         self._policy = self.failure_policy
+        # FailurePolicy's own arrival check, done in line (every delivery asks it); a
+        # policy that overrides it is asked.
+        self._arrival_bound: int | None = (
+            self._policy.max_deliveries
+            if type(self._policy).decides_on_arrival is FailurePolicy.decides_on_arrival
+            else None
+        )
         chain = HandleChain(bus.middleware, self._handle_in_context)
         self._handle_chain = chain if chain else None
         # What the subscription calls for each delivery: handle_delivery, or, without
         # middlewares and where a subclass did not override it, the listener's own work
         # straight away (one coroutine less).
         self._deliver: Callable[[TransportMessage], Awaitable[Outcome]] = (
-            functools.partial(self._process, context=None, failure=None)
+            self._process
             if self._handle_chain is None
             and type(self).handle_delivery is Listener.handle_delivery
             else self.handle_delivery
         )
         # Deliveries whose handler runs now, for the in-progress heartbeat.
-        self._running: set[_Running] = set()
+        self._running: set[Message] = set()
+        """Read by the heartbeat; ``Message._started`` is when each one arrived."""
         self._heartbeat: asyncio.Task[None] | None = None
         self._outlasted_ack_wait = False
 
@@ -257,7 +264,11 @@ class Listener(ABC, Generic[E]):
     async def wait_idle(self) -> None:
         """Wait until no handler runs."""
         while True:
-            await self._idle.wait()
+            while self._in_flight:
+                waiter = self._idle_waiter
+                if waiter is None or waiter.done():
+                    waiter = self._idle_waiter = asyncio.get_running_loop().create_future()
+                await asyncio.shield(waiter)
             if not self._workers:
                 return
             await asyncio.wait(set(self._workers))
@@ -351,8 +362,8 @@ class Listener(ABC, Generic[E]):
     async def _process(
         self,
         raw: TransportMessage,
-        context: DeliveryContext | None,
-        failure: Exception | None,
+        context: DeliveryContext | None = None,
+        failure: Exception | None = None,
     ) -> Outcome:
         """The listener's own work on one delivery. ``failure``: a middleware raised it
         before the handler ran, and it counts as the handler's."""
@@ -360,7 +371,12 @@ class Listener(ABC, Generic[E]):
             policy = self._policy
             attempt: DeliveryAttempt | None = None
             arrival: Outcome | None = None
-            if policy.decides_on_arrival(raw.delivery_count, paused=self._paused):
+            bound = self._arrival_bound
+            if (
+                (self._paused or raw.delivery_count > bound)
+                if bound is not None
+                else policy.decides_on_arrival(raw.delivery_count, paused=self._paused)
+            ):
                 attempt = self._attempt(raw)
                 arrival = policy.on_arrival(attempt, paused=self._paused, now=datetime.now(UTC))
         except Exception as error:
@@ -374,9 +390,11 @@ class Listener(ABC, Generic[E]):
         if debug:
             self._debug_line(raw, "received")
         self._in_flight += 1
-        self._idle.clear()
-        running = _Running(raw, time.monotonic())
-        self._running.add(running)
+        # The message handed to the handler doubles as the heartbeat's record.
+        msg = Message(raw)
+        msg._started = time.monotonic()
+        self._running.add(msg)
+        handler_seconds: float | None = None
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._keep_alive())
         try:
@@ -406,11 +424,12 @@ class Listener(ABC, Generic[E]):
                     if event is not None:
                         if context is not None:
                             context.event = event
-                        msg = running.message = Message(raw)
-                        started = time.perf_counter()
+                        # Timed only for whoever reads it (middlewares, the debug line).
+                        timed = context is not None or debug
+                        started = time.perf_counter() if timed else 0.0
                         result: HandlerResult | None
                         try:
-                            await self.on_message(cast(E, event), msg)
+                            await self.on_message(event, msg)  # type: ignore[arg-type]
                         except Exception as error:
                             # The one place a handler error is caught: the transports
                             # never see one.
@@ -419,9 +438,10 @@ class Listener(ABC, Generic[E]):
                             # Acknowledged and returned, the common case: on_handled
                             # would say ACKED.
                             result = None if msg.acked else HandlerResult(False)
-                        running.handler_seconds = seconds = time.perf_counter() - started
-                        if context is not None:
-                            context.handler_seconds = seconds
+                        if timed:
+                            handler_seconds = time.perf_counter() - started
+                            if context is not None:
+                                context.handler_seconds = handler_seconds
                         if result is None:
                             outcome = ACKED
                         else:
@@ -435,13 +455,15 @@ class Listener(ABC, Generic[E]):
             if outcome is not ACKED:  # acknowledged by the handler: nothing left to do
                 outcome = await self._settle(raw, outcome)
             if debug:
-                self._debug_line(raw, outcome_label(outcome), running.handler_seconds)
+                self._debug_line(raw, outcome_label(outcome), handler_seconds)
             return outcome
         finally:
-            self._running.discard(running)
+            self._running.discard(msg)
             self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+            if self._in_flight == 0 and self._idle_waiter is not None:
+                waiter, self._idle_waiter = self._idle_waiter, None
+                if not waiter.done():
+                    waiter.set_result(None)
 
     @staticmethod
     def _attempt(raw: TransportMessage) -> DeliveryAttempt:
@@ -546,17 +568,16 @@ class Listener(ABC, Generic[E]):
                 await asyncio.sleep(period)
                 now = time.monotonic()
                 for running in list(self._running):
-                    if now - running.started >= period and running in self._running:
+                    if now - running._started >= period and running in self._running:
                         await self._still_working(running, now)
         finally:
             if self._heartbeat is asyncio.current_task():
                 self._heartbeat = None
 
-    async def _still_working(self, running: _Running, now: float) -> None:
-        message = running.message
-        if message is not None and message.acked:
+    async def _still_working(self, running: Message, now: float) -> None:
+        if running.acked:
             return
-        raw = running.raw
+        raw = running._raw
         in_progress = getattr(raw, "in_progress", None)
         held = False
         if in_progress is not None:
@@ -571,7 +592,7 @@ class Listener(ABC, Generic[E]):
                     error,
                     extra=self._log_fields(raw),
                 )
-        ran = now - running.started
+        ran = now - running._started
         if held or ran < self.ack_wait or self._outlasted_ack_wait:
             return
         self._outlasted_ack_wait = True
@@ -666,18 +687,6 @@ class Listener(ABC, Generic[E]):
             )
             return NotSettled(outcome, error)
         return outcome
-
-
-class _Running:
-    """A delivery whose handler runs now, as the in-progress heartbeat sees it."""
-
-    __slots__ = ("handler_seconds", "message", "raw", "started")
-
-    def __init__(self, raw: TransportMessage, started: float) -> None:
-        self.raw = raw
-        self.started = started
-        self.message: Message | None = None
-        self.handler_seconds: float | None = None
 
 
 def _first_line(text: str) -> str:

@@ -16,7 +16,10 @@ class Message:
     after the listener's ``ack_wait``.
     """
 
-    __slots__ = ("_acked", "_raw")
+    __slots__ = ("_acked", "_raw", "_started")
+
+    _started: float
+    """When the listener took the delivery (``time.monotonic()``), for its heartbeat."""
 
     def __init__(self, raw: TransportMessage) -> None:
         self._raw = raw

@@ -55,13 +55,29 @@ def _ours(error: Exception, operation: Operation, what: str) -> BaseException:
     return error if failure is None else failure.error
 
 
+def ack_prefix(reply: str) -> str:
+    """The part of a delivery's ack subject before the delivery count.
+
+    ``$JS.ACK.<stream>.<consumer>.`` or, with a domain and an account hash, two tokens
+    more after ACK; the same for every delivery of one consumer on one server.
+    """
+    tokens = reply.split(".")
+    count = len(tokens)
+    if count == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return ".".join(tokens[:4]) + "."
+    if count >= 11 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return ".".join(tokens[:6]) + "."
+    raise ValueError(f"not a JetStream delivery (reply subject {reply!r})")
+
+
 class JetStreamMessage:
     """One delivery from a push consumer.
 
-    What the listener reads of every delivery (sequence, delivery count) comes from the
-    ack subject with one split; the timestamp is converted only when read, and the
-    headers wrapped only when read. Acknowledging writes the ack straight to the
-    connection: one await, as plain nats-py code does.
+    What the listener reads of every delivery, the delivery count, is cut out of the ack
+    subject after a prefix that is the same for every delivery of the subscription
+    (``ack_prefix``); the stream sequence and the timestamp are read from it only when
+    asked for, and the headers wrapped only when read. Acknowledging writes the ack
+    straight to the connection: one await, as plain nats-py code does.
     """
 
     __slots__ = (
@@ -69,29 +85,27 @@ class JetStreamMessage:
         "_msg",
         "_parking",
         "_reply",
+        "_sequence",
         "_settled",
-        "_stamp",
+        "_tail",
         "data",
         "delivery_count",
-        "sequence",
         "subject",
     )
 
-    def __init__(self, msg: Msg, client: Client, parking: ParkingLot) -> None:
+    def __init__(self, msg: Msg, client: Client, parking: ParkingLot, prefix: str) -> None:
+        """``prefix``: ``ack_prefix`` of this delivery's ack subject."""
         reply = msg.reply
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>
-        # or, with a domain and an account hash, two tokens more after ACK.
-        tokens = reply.split(".")
-        count = len(tokens)
-        if count == 9:
-            shift = 0
-        elif count >= 11:
-            shift = 2
+        # <prefix><delivered>.<stream seq>.<consumer seq>.<ns>.<pending>[.<token>]
+        start = len(prefix)
+        if reply.startswith("1.", start):  # a first delivery: the common case
+            self.delivery_count = 1
+            self._tail = start + 2
         else:
-            raise ValueError(f"not a JetStream delivery (reply subject {reply!r})")
-        self.delivery_count = int(tokens[4 + shift])
-        self.sequence = int(tokens[5 + shift])
-        self._stamp = tokens[7 + shift]
+            end = reply.index(".", start)
+            self.delivery_count = int(reply[start:end])
+            self._tail = end + 1
+        self._sequence = 0
         self.subject: str = msg.subject
         self.data: bytes = msg.data
         self._msg = msg
@@ -101,12 +115,20 @@ class JetStreamMessage:
         self._settled = False
 
     @property
+    def sequence(self) -> int:
+        if not self._sequence:
+            reply = self._reply
+            self._sequence = int(reply[self._tail : reply.index(".", self._tail)])
+        return self._sequence
+
+    @property
     def redelivered(self) -> bool:
         return self.delivery_count > 1
 
     @property
     def timestamp(self) -> datetime:
-        return datetime.fromtimestamp(int(self._stamp) / 1_000_000_000, UTC)
+        stamp = self._reply[self._tail :].split(".")[2]
+        return datetime.fromtimestamp(int(stamp) / 1_000_000_000, UTC)
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -201,6 +223,9 @@ class JetStreamSubscription:
         self._delivery_task: asyncio.Task[object] | None = None
         self._late_drain: asyncio.Future[None] | None = None
         self._closed = False
+        # What every delivery's ack subject starts with, once the first has come
+        # ("$JS.ACK.<stream>.<consumer>."); no subject starts with a NUL.
+        self._ack_prefix = "\x00"
 
     @property
     def subject(self) -> str:
@@ -233,10 +258,18 @@ class JetStreamSubscription:
     async def _receive(self, msg: Msg) -> None:
         # nats-py calls this from one task per subscription and awaits it before the
         # next message: the handler never runs twice at once.
-        if not msg.reply or not msg.reply.startswith("$JS.ACK."):
-            # Status messages (heartbeats, flow control) are not deliveries.
-            logger.debug("ignoring non-delivery on %s: %r", msg.subject, msg.headers)
-            return
+        reply = msg.reply
+        prefix = self._ack_prefix
+        if not reply or not reply.startswith(prefix):
+            if not reply or not reply.startswith("$JS.ACK."):
+                # Status messages (heartbeats, flow control) are not deliveries.
+                logger.debug("ignoring non-delivery on %s: %r", msg.subject, msg.headers)
+                return
+            try:
+                prefix = self._ack_prefix = ack_prefix(reply)
+            except ValueError as error:
+                logger.warning("ignoring a delivery on %s: %s", msg.subject, error)
+                return
         if self._stopping:
             # Arrived while closing: back to the consumer now (to another member, or
             # to this durable when it returns) instead of waiting out ack_wait.
@@ -246,7 +279,7 @@ class JetStreamSubscription:
                 if _ours(error, Operation.ACK, "handing back") is error:
                     raise
             return
-        message = JetStreamMessage(msg, self._client, self._parking)
+        message = JetStreamMessage(msg, self._client, self._parking, prefix)
         # Always the same task (nats-py's, of this subscription): looked up once.
         task = self._delivery_task
         if task is None:
