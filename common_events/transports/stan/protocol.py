@@ -169,6 +169,13 @@ def encode_pub_msg(
 
 
 def _varint(value: int) -> bytes:
+    # Sequences below 2**21 (one to three bytes) without the loop: every ack encodes one.
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
