@@ -116,16 +116,22 @@ def decode_event(event_type: type[E], data: bytes) -> E:
         event: E = event_type.__pydantic_validator__.validate_json(data)
         return event
     except ValidationError as error:
-        details = error.errors()
-        invalid_json = any(detail["type"] == "json_invalid" for detail in details)
-        problems = tuple(
-            f"{'.'.join(str(part) for part in detail['loc']) or 'payload'}: {detail['msg']}"
-            for detail in details
-        )
-        reason: Literal[DeadLetterReason.INVALID_JSON, DeadLetterReason.INVALID_EVENT] = (
-            DeadLetterReason.INVALID_JSON if invalid_json else DeadLetterReason.INVALID_EVENT
-        )
-        raise EventDecodeError(event_type, reason, problems, str(error)) from error
+        raise decode_error(event_type, error) from error
+
+
+def decode_error(event_type: type[Event], error: ValidationError) -> EventDecodeError:
+    """Why ``error`` (of validating a payload as ``event_type``) means the payload is not
+    an event: not JSON at all, or JSON that is not a valid event."""
+    details = error.errors()
+    invalid_json = any(detail["type"] == "json_invalid" for detail in details)
+    problems = tuple(
+        f"{'.'.join(str(part) for part in detail['loc']) or 'payload'}: {detail['msg']}"
+        for detail in details
+    )
+    reason: Literal[DeadLetterReason.INVALID_JSON, DeadLetterReason.INVALID_EVENT] = (
+        DeadLetterReason.INVALID_JSON if invalid_json else DeadLetterReason.INVALID_EVENT
+    )
+    return EventDecodeError(event_type, reason, problems, str(error))
 
 
 class DeadLetterTruncated(CommonEventsError, ValueError):

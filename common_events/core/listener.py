@@ -21,11 +21,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
+from pydantic import ValidationError
+
 from common_events.core._event_binding import bound_event_type, check_declared_subject
 from common_events.core._listener_settings import check_on_message, check_settings
 from common_events.core._renamed import renamed_option
 from common_events.core.bus import Bus
-from common_events.core.codec import EventDecodeError, dead_letter_message, decode_event
+from common_events.core.codec import dead_letter_message, decode_error
 from common_events.core.message import Message
 from common_events.core.middleware import (
     DeliveryContext,
@@ -163,6 +165,10 @@ class Listener(ABC, Generic[E]):
         self.logger = logger.getChild(type(self).__name__)
         # Read once: the settings are class attributes.
         self._policy = self.failure_policy
+        # codec.decode_event without its frame: this runs on every delivery.
+        self._validate_json: Callable[[bytes], E] = (
+            self.event_type.__pydantic_validator__.validate_json
+        )
         # FailurePolicy's own arrival check, done in line (every delivery asks it); a
         # policy that overrides it is asked.
         self._arrival_bound: int | None = (
@@ -415,11 +421,13 @@ class Listener(ABC, Generic[E]):
                     # line rather than in a coroutine of its own: this runs for every
                     # delivery).
                     try:
-                        event = decode_event(self.event_type, raw.data)
-                    except EventDecodeError as error:
+                        event = self._validate_json(raw.data)
+                    except ValidationError as error:
                         event = None
                         outcome = policy.on_undecodable(
-                            attempt or self._attempt(raw), error, now=datetime.now(UTC)
+                            attempt or self._attempt(raw),
+                            decode_error(self.event_type, error),
+                            now=datetime.now(UTC),
                         )
                     if event is not None:
                         if context is not None:
@@ -429,7 +437,7 @@ class Listener(ABC, Generic[E]):
                         started = time.perf_counter() if timed else 0.0
                         result: HandlerResult | None
                         try:
-                            await self.on_message(event, msg)  # type: ignore[arg-type]
+                            await self.on_message(event, msg)
                         except Exception as error:
                             # The one place a handler error is caught: the transports
                             # never see one.
@@ -437,7 +445,7 @@ class Listener(ABC, Generic[E]):
                         else:
                             # Acknowledged and returned, the common case: on_handled
                             # would say ACKED.
-                            result = None if msg.acked else HandlerResult(False)
+                            result = None if msg._acked else HandlerResult(False)
                         if timed:
                             handler_seconds = time.perf_counter() - started
                             if context is not None:
