@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import nats
 from nats.js import api
@@ -87,25 +88,38 @@ async def eventually(check: Callable[[], object], url: str, within: float) -> ap
         await asyncio.sleep(0.1)
 
 
+@dataclass
+class FourParked:
+    """Four poison messages that cannot be dead-lettered, then three events, on a
+    listener with two slots: the three are handled only if the four hold no slot."""
+
+    failing: FailingDeadLetters
+    reader: DeadLetterReader
+    listener: TwoSlots
+    bus: Bus
+
+    @classmethod
+    async def handled_past(cls, inner: Bus) -> FourParked:
+        failing = FailingDeadLetters(inner.transport)
+        bus = Bus(failing)  # type: ignore[arg-type]
+        parked = cls(failing, DeadLetterReader(), TwoSlots(bus), bus)
+        await parked.reader.start(inner)
+        await parked.listener.listen()
+        await publish_raw(inner, [POISON] * 4 + [encode_event(ticket(n)) for n in range(3)])
+        await parked.listener.wait_until(lambda: len(parked.listener.handled) == 3, within=20)
+        assert parked.reader.messages == [], "the poison messages are not dead-lettered yet"
+        return parked
+
+
 async def test_parked_messages_widen_the_window_until_their_records_are_stored(
     nats_server: EmbeddedNatsServer,
 ) -> None:
     inner = Bus(await jetstream.connect(nats_server.url, subjects=(SUBJECT, DEAD_LETTERS)))
-    failing = FailingDeadLetters(inner.transport)
-    bus = Bus(failing)  # type: ignore[arg-type]
-    reader = DeadLetterReader()
     try:
-        await reader.start(inner)
-        listener = await TwoSlots(bus).listen()
-        await publish_raw(inner, [POISON] * 4 + [encode_event(ticket(n)) for n in range(3)])
-
-        # Four parked, two slots: without the wider window nothing behind them moves.
-        await listener.wait_until(lambda: len(listener.handled) == 3, within=20)
-        config = await eventually(
-            lambda c: c.max_ack_pending == 2 + 4, nats_server.url, within=10
-        )
+        parked = await FourParked.handled_past(inner)
+        failing, reader, listener = parked.failing, parked.reader, parked.listener
+        config = await eventually(lambda c: c.max_ack_pending == 2 + 4, nats_server.url, within=10)
         assert parse_parked(config.metadata) == {1, 2, 3, 4}
-        assert reader.messages == []
 
         failing.failing = False
         await reader.wait_for(4, within=20)
@@ -113,7 +127,7 @@ async def test_parked_messages_widen_the_window_until_their_records_are_stored(
         assert parse_parked(config.metadata) == frozenset()
         await listener.close()
     finally:
-        await bus.close()
+        await inner.close()
 
 
 async def test_a_listener_that_binds_again_keeps_the_window_wide(
@@ -207,16 +221,9 @@ async def test_stan_makes_a_durable_again_with_a_window_wide_enough_for_its_park
     stan_server: StanServer,
 ) -> None:
     inner = await connect(stan_server.url, cluster_id=stan_server.cluster_id)
-    failing = FailingDeadLetters(inner.transport)
-    bus = Bus(failing)  # type: ignore[arg-type]
-    reader = DeadLetterReader()
     try:
-        await reader.start(inner)
-        listener = await TwoSlots(bus).listen()
-        await publish_raw(inner, [POISON] * 4 + [encode_event(ticket(n)) for n in range(3)])
-
-        await listener.wait_until(lambda: len(listener.handled) == 3, within=20)
-        assert reader.messages == []
+        parked = await FourParked.handled_past(inner)
+        failing, reader, listener = parked.failing, parked.reader, parked.listener
         # Still the one durable queue member, with room for its parked messages.
         (wide,) = await stan_eventually(lambda w: len(w) == 1 and w[0] >= 2 + 4, stan_server)
         assert wide <= 2 + 2 * 4
@@ -230,7 +237,6 @@ async def test_stan_makes_a_durable_again_with_a_window_wide_enough_for_its_park
         assert len(reader.messages) == 4, "only the poison messages are dead-lettered"
         await listener.close()
     finally:
-        await bus.close()
         await inner.close()
 
 
