@@ -199,10 +199,19 @@ class ParkingLot:
         wanted = window(self._base, len(merged))
         if merged != state.parked or wanted != state.max_ack_pending:
             await self._admin.write_parked(self._name, merged, wanted)
-            if wanted != state.max_ack_pending:
+            if wanted > state.max_ack_pending:
                 logger.warning(
                     "consumer %s: %d message(s) wait for their dead-letter record to be "
                     "stored; max_ack_pending %d -> %d so that other messages keep flowing",
+                    self._name,
+                    len(merged),
+                    state.max_ack_pending,
+                    wanted,
+                )
+            elif wanted < state.max_ack_pending:
+                logger.info(
+                    "consumer %s: %d message(s) still wait for their dead-letter record; "
+                    "max_ack_pending %d -> %d",
                     self._name,
                     len(merged),
                     state.max_ack_pending,

@@ -365,9 +365,10 @@ class StanSubscription:
                     return  # closed from its handler meanwhile: nothing to make again
                 await self._request_end(remove=False, ack_inbox=self.ack_inbox, quiet=False)
                 self.ack_inbox = await self._subscribe_again(wanted)
-                logger.warning(
+                logger.log(
+                    logging.WARNING if wanted > self._in_flight else logging.INFO,
                     "%s: %d message(s) wait for their dead-letter record to be stored; "
-                    "max in flight %d -> %d so that other messages keep flowing",
+                    "subscription made again with max in flight %d -> %d",
                     self.subject,
                     len(self._parked),
                     self._in_flight,
