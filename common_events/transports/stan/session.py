@@ -25,7 +25,7 @@ import enum
 import logging
 import os
 import warnings
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
@@ -423,11 +423,20 @@ class StanClient:
     ) -> asyncio.Future[str]:
         """Send one message; the returned future resolves to its guid on PubAck.
 
-        Waits first while ``max_pub_acks_inflight`` publishes are unacknowledged. The
+        While ``max_pub_acks_inflight`` publishes are unacknowledged it waits, in line
+        with every other publish, until a PubAck frees a slot and sends it. The
         future fails with ``PublishTimeout`` after ``ack_timeout`` (default: the client's
         ``publish_timeout``), or ``PublishError`` if the server refuses the message.
         """
         return await self._publishing.publish_async(subject, data, ack_timeout=ack_timeout)
+
+    async def publish_batch(
+        self, subject: str, payloads: Sequence[bytes]
+    ) -> list[asyncio.Future[str] | Exception]:
+        """Send each payload as soon as ``max_pub_acks_inflight`` leaves room, waiting
+        for half the window when it is full; return, in order, each one's PubAck future
+        or the error that kept it from being sent."""
+        return await self._publishing.publish_batch(subject, payloads)
 
     @property
     def publish_room(self) -> int:
@@ -435,16 +444,37 @@ class StanClient:
         return self._publishing.room
 
     async def wait_for_publish_room(self) -> None:
-        """While ``max_pub_acks_inflight`` publishes are unacknowledged, wait until half
-        of them are: a batch then sends that many without waiting once per PubAck."""
+        """While ``max_pub_acks_inflight`` publishes are unacknowledged (or publishes
+        queue), wait until half of them are and none queues: a batch then sends that
+        many without waiting once per PubAck."""
         await self._publishing.wait_for_room()
 
     async def publish(
         self, subject: str, data: bytes, *, ack_timeout: float | None = None
     ) -> str:
-        """Send one message and wait for its PubAck; return its guid."""
-        future = await self._publishing.publish_async(subject, data, ack_timeout=ack_timeout)
-        return await future
+        """Send one message and wait for its PubAck; return its guid.
+
+        While ``max_pub_acks_inflight`` publishes are unacknowledged, the message queues
+        (in order) and a PubAck that frees a slot sends it: the caller wakes once, for
+        its own PubAck."""
+        return await (
+            await self._publishing.publish_async(
+                subject, data, ack_timeout=ack_timeout, hold_back=False
+            )
+        )
+
+    async def publish_queued(
+        self, subject: str, data: bytes, *, ack_timeout: float | None = None
+    ) -> asyncio.Future[str]:
+        """Send one message, or queue it while ``max_pub_acks_inflight`` publishes are
+        unacknowledged (a PubAck that frees a slot sends it); return the future that
+        resolves to its guid on PubAck.
+
+        Unlike ``publish_async`` this never waits for room, so nothing holds back a
+        caller that does not await the future: await it (as ``publish`` does)."""
+        return await self._publishing.publish_async(
+            subject, data, ack_timeout=ack_timeout, hold_back=False
+        )
 
     # -- subscribing ---------------------------------------------------------------------
 

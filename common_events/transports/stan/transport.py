@@ -109,7 +109,8 @@ class StanTransport:
                 "(said once per connection)",
                 ", ".join(sorted(headers)),
             )
-        guid = await (await self._client.publish_async(subject, data))
+        # Queued while the window is full: this caller then wakes once, for its PubAck.
+        guid = await (await self._client.publish_queued(subject, data))
         return PublishAck(subject=subject, guid=guid)
 
     async def publish_many(
@@ -117,16 +118,7 @@ class StanTransport:
     ) -> list[PublishAck | Exception]:
         # Send each as soon as the client has room (max_pub_acks_inflight) and collect
         # the PubAck futures: no task per publish, as Node's callback style.
-        client = self._client
-        pending: list[asyncio.Future[str] | Exception] = []
-        for data in payloads:
-            try:
-                if not client.publish_room:
-                    # The window is full: wait for half of it rather than for each slot.
-                    await client.wait_for_publish_room()
-                pending.append(await client.publish_async(subject, data))
-            except Exception as error:
-                pending.append(error)
+        pending = await self._client.publish_batch(subject, payloads)
         # PubAcks come in order, mostly: by the time one is awaited, those after it are
         # often done. Cheaper than gather, which schedules a callback for every future.
         for item in pending:
