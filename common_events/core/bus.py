@@ -10,7 +10,7 @@ import asyncio
 import importlib
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -64,6 +64,12 @@ class Bus:
         chain = PublishChain(self._middleware, self._publish_context)
         # None when no middleware does anything on publish: the plain path stays as fast.
         self._publish_chain = chain if chain else None
+        self.direct_publish: Callable[..., Awaitable[PublishAck]] | None = (
+            transport.publish if self._publish_chain is None else None
+        )
+        """``transport.publish`` when no middleware sees publishes (``publish`` does no
+        more than call it then), else ``None``: a ``Publisher`` calls it straight away,
+        one coroutine less per publish."""
         self._closed = False
         self._lost: ConnectionLost | None = None
         self._lost_event = asyncio.Event()

@@ -51,8 +51,13 @@ class Publisher(Generic[E]):
         middlewares run around the send and may add headers.
         """
         self._check_type(event)
-        ack = await self.bus.publish(self.subject.value, encode_event(event), headers, event=event)
-        logger.debug("published %s: %s", self.subject.value, ack)
+        subject = self.subject.value
+        send = self.bus.direct_publish
+        if send is not None:
+            ack = await send(subject, encode_event(event), headers)
+        else:
+            ack = await self.bus.publish(subject, encode_event(event), headers, event=event)
+        logger.debug("published %s: %s", subject, ack)
         return ack
 
     async def publish_many(self, events: Iterable[E]) -> list[PublishAck]:
