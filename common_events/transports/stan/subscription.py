@@ -150,7 +150,7 @@ class StanMessage:
             return
         sequence = self._proto.sequence
         try:
-            await subscription._nc.publish(
+            await subscription._publish(
                 subscription.ack_inbox, subscription._ack_encoder.encode(sequence)
             )
         except Exception as error:
@@ -198,6 +198,7 @@ class StanSubscription:
     ) -> None:
         self._owner = owner
         self._nc = owner.nats
+        self._publish = self._nc.publish  # looked up once: every ack calls it
         self.subject = subject
         self.inbox = self._nc.new_inbox()
         self.queue_group = queue_group
@@ -229,6 +230,8 @@ class StanSubscription:
         self._rewindowing = False
         self._rewindowed = asyncio.Event()
         self._paused = False
+        # Ready, not stopped, not paused: the one check on the delivery path.
+        self._flowing = False
         self.skipped: dict[int, int] = {}
         """Sequence -> deliveries left unhandled while the subscription was made again:
         the server counts them as redeliveries, ``StanMessage.delivery_count`` not."""
@@ -261,6 +264,7 @@ class StanSubscription:
         self._base_in_flight = self._in_flight = max_in_flight
         self.ack_inbox = await self._request_subscription(max_in_flight)
         self._is_ready = True
+        self._flowing = not (self._stopped or self._paused)
         self._ready.set()
 
     async def _request_subscription(self, max_in_flight: int, *, again: bool = False) -> str:
@@ -360,6 +364,7 @@ class StanSubscription:
                 # Deliveries arriving meanwhile are left unacknowledged: the server
                 # sends them again when the durable resumes.
                 self._paused = True
+                self._flowing = False
                 await self.wait_idle()
                 if self._stopped:
                     return  # closed from its handler meanwhile: nothing to make again
@@ -376,6 +381,7 @@ class StanSubscription:
                 )
                 self._in_flight = wanted
                 self._paused = False
+                self._flowing = self._is_ready and not self._stopped
         except Exception as error:
             # The server still has the subscription as it was (the close failed): it
             # goes on with its old window.
@@ -386,6 +392,7 @@ class StanSubscription:
             )
         finally:
             self._paused = False
+            self._flowing = self._is_ready and not self._stopped
             self._rewindowing = False
             self._rewindowed.set()
 
@@ -406,17 +413,18 @@ class StanSubscription:
     async def _on_delivery(self, raw: Msg) -> None:
         # nats-py awaits this before handing over the subscription's next message, so
         # one subscription's handler never runs twice at once.
-        if not self._is_ready:
-            await self._ready.wait()
-        if self._stopped:
-            return
+        if not self._flowing:
+            if not self._is_ready:
+                await self._ready.wait()
+            if self._stopped:
+                return
         try:
             # protocol.decode_msg without its frame: this runs on every delivery.
             proto = pb.MsgProto.FromString(raw.data)
         except DecodeError:
             logger.warning("dropping a delivery on %s that is not a MsgProto", self.subject)
             return
-        if self._paused:
+        if not self._flowing and self._paused:
             # Left unacknowledged: the server sends it again when the durable resumes.
             if proto.sequence not in self._parked:
                 self.skipped[proto.sequence] = self.skipped.get(proto.sequence, 0) + 1
@@ -478,6 +486,7 @@ class StanSubscription:
         if self._stopped:
             return
         self._stopped = True
+        self._flowing = False
         # Wake deliveries still waiting for the ack inbox: they see the stop and go.
         self._ready.set()
         if self._in_handler:
