@@ -65,7 +65,8 @@ class Bus:
         # None when no middleware does anything on publish: the plain path stays as fast.
         self._publish_chain = chain if chain else None
         self.direct_publish: Callable[..., Awaitable[PublishAck]] | None = (
-            transport.publish if self._publish_chain is None else None
+            # (getattr: a stand-in transport that never publishes still makes a bus.)
+            getattr(transport, "publish", None) if self._publish_chain is None else None
         )
         """``transport.publish`` when no middleware sees publishes (``publish`` does no
         more than call it then), else ``None``: a ``Publisher`` calls it straight away,

@@ -194,6 +194,9 @@ class ParkingLot:
             settled_here=self._settled_here,
             ack_floor=state.ack_floor,
         )
+        if len(merged) > MAX_PARKED:
+            # The metadata stays small; past the bound a parked message holds its slot.
+            merged = frozenset(sorted(merged)[:MAX_PARKED])
         for sequence in [s for s in self._parked_here if s <= state.ack_floor]:
             del self._parked_here[sequence]
         wanted = window(self._base, len(merged))

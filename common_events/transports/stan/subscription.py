@@ -383,8 +383,8 @@ class StanSubscription:
                 self._paused = False
                 self._flowing = self._is_ready and not self._stopped
         except Exception as error:
-            # The server still has the subscription as it was (the close failed): it
-            # goes on with its old window.
+            # Either the close failed, and the server goes on with the old window, or
+            # the session ended (or the subscription closed) while it was made again.
             logger.error(
                 "could not make the subscription to %s again with a new window: %s",
                 self.subject,
@@ -427,7 +427,12 @@ class StanSubscription:
         if not self._flowing and self._paused:
             # Left unacknowledged: the server sends it again when the durable resumes.
             if proto.sequence not in self._parked:
-                self.skipped[proto.sequence] = self.skipped.get(proto.sequence, 0) + 1
+                skipped = self.skipped
+                skipped[proto.sequence] = skipped.get(proto.sequence, 0) + 1
+                if len(skipped) > 4 * self._in_flight:
+                    # Sent to another member of the group meanwhile: forget the oldest.
+                    for sequence in list(skipped)[: len(skipped) // 2]:
+                        del skipped[sequence]
             return
         message = StanMessage(proto, self)
         if self._delivery_task is None:
