@@ -7,7 +7,6 @@ import logging
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from tests.fixtures.stan import StanServer
 from tests.support.collect import Collector
 
 RANDOM_PART = r"[0-9a-f]{16}"
-
-
-@pytest.fixture
-async def transports() -> AsyncIterator[list[StanTransport]]:
-    made: list[StanTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
 
 
 async def test_a_named_service_is_told_apart_and_each_instance_is_unique(

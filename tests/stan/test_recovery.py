@@ -5,7 +5,6 @@ fail without their PubAck say their outcome is unknown."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import nats
 import pytest
@@ -14,35 +13,9 @@ from common_events.errors import PublishTimeout
 from common_events.transports.stan import StanTransport, connect
 from tests.faults.proxy import TcpProxy
 from tests.fixtures.stan import StanServer
+from tests.stan.stored import stored, wait_stored
 
 SUBJECT = "ticket:created"
-
-
-@pytest.fixture
-async def proxy(stan_server: StanServer) -> AsyncIterator[TcpProxy]:
-    async with TcpProxy(stan_server.port) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def transports() -> AsyncIterator[list[StanTransport]]:
-    made: list[StanTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
-
-
-def stored(server: StanServer) -> int:
-    return int(server.monitor("/streaming/serverz")["total_msgs"])
-
-
-async def wait_stored(server: StanServer, count: int, within: float) -> None:
-    """Poll the monitoring endpoint until the server holds ``count`` messages."""
-    async with asyncio.timeout(within):
-        while True:
-            if await asyncio.to_thread(stored, server) >= count:
-                return
-            await asyncio.sleep(0.02)
 
 
 async def cut_after_storing(

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-
-import pytest
 
 from common_events.transports.base import SubscriptionOptions, TransportMessage
 from common_events.transports.stan import StanTransport, connect
@@ -42,14 +39,6 @@ class Progress:
     async def wait_for(self, count: int, within: float) -> None:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(self.processed) >= count)
-
-
-@pytest.fixture
-async def transports() -> AsyncIterator[list[StanTransport]]:
-    made: list[StanTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
 
 
 async def test_durable_queue_group_resumes_after_sigkill_and_restart(

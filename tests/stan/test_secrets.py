@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -28,14 +27,6 @@ SUBJECT = "ticket:created"
 @pytest.fixture(autouse=True)
 def everything_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-
-
-@pytest.fixture
-async def transports() -> AsyncIterator[list[StanTransport]]:
-    made: list[StanTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
 
 
 @pytest.fixture

@@ -70,14 +70,6 @@ async def test_sigterm_through_run_service_leaves_no_stale_client(
     assert durable["is_durable"] and durable["is_offline"]  # ready for the next start
 
 
-@pytest.fixture
-async def transports() -> AsyncIterator[list[StanTransport]]:
-    made: list[StanTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
-
-
 async def test_a_client_replaced_by_another_with_its_id_learns_it_is_lost(
     stan_server: StanServer, transports: list[StanTransport]
 ) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -24,15 +24,6 @@ from tests.fixtures.stan import ServerFactory, StanServer
 from tests.support.collect import Collector
 
 SUBJECT = "ticket:created"
-
-
-@pytest.fixture
-async def transports() -> AsyncIterator[list[StanTransport]]:
-    """Transports a test opens itself (with its own options); closed at teardown."""
-    made: list[StanTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
 
 
 @pytest.fixture

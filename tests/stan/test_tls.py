@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -38,14 +37,6 @@ def certificates(directory: Path) -> tuple[Path, Path, Path]:
     ):  # fmt: skip
         subprocess.run([openssl, *map(str, command)], check=True, capture_output=True)
     return ca, cert, key
-
-
-@pytest.fixture
-async def transports() -> AsyncIterator[list[StanTransport]]:
-    made: list[StanTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
 
 
 async def test_tls_server_is_reached_with_its_ca_and_refused_without(
