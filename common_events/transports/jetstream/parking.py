@@ -167,15 +167,26 @@ class ParkingLot:
             )
 
     async def _run(self) -> None:
+        failing = False
         while not self._closed:
             self._wake.clear()
             try:
                 await self.sync()
             except Exception as error:
                 # Tried again at the next interval; meanwhile the window stays as it is.
-                logger.warning(
-                    "consumer %s: could not update its parked messages: %s", self._name, error
+                # Said at WARNING once per run of failures (a user who may not update
+                # consumers would otherwise read it every interval), then at DEBUG.
+                logger.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "consumer %s: could not update its parked messages (the window stays "
+                    "as it is; trying again every %gs): %s",
+                    self._name,
+                    self._resync_interval,
+                    error,
                 )
+                failing = True
+            else:
+                failing = False
             if not (self._parked_here or self._settled_here or self.known):
                 return
             with contextlib.suppress(TimeoutError):
