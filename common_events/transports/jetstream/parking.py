@@ -16,8 +16,9 @@ The JetStream API has no compare-and-set for consumer updates: two members writi
 can each undo the other's change. So the set is written idempotently and re-asserted: a
 member writes again, every ``resync_interval`` while it knows of parked messages, what it
 parked and what it settled; sequences at or below the consumer's ack floor are settled
-for certain and anyone drops them. A race leaves the window one too wide or too narrow
-for a few seconds; it never acknowledges or loses a message.
+for certain and anyone drops them. A race leaves the window one too narrow for a few
+seconds, or one too wide while a member still re-asserts a message another member has
+settled (until its entry expires: ``park``); it never acknowledges or loses a message.
 """
 
 from __future__ import annotations
