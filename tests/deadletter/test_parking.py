@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nats
 from nats.js import api
@@ -62,6 +63,9 @@ def test_the_window_grows_by_the_parked_messages_up_to_a_bound() -> None:
     assert window(16, MAX_PARKED + 50) == 16 + MAX_PARKED
 
 
+T = TypeVar("T")
+
+
 # -- on a real server --------------------------------------------------------------------
 
 
@@ -76,16 +80,24 @@ async def listener_consumer(url: str) -> api.ConsumerConfig:
         await connection.close()
 
 
-async def eventually(check: Callable[[], object], url: str, within: float) -> api.ConsumerConfig:
-    """The listener's consumer once ``check(config)`` holds, polled on the server."""
+async def polled(
+    read: Callable[[], Awaitable[T]], check: Callable[[T], object], within: float
+) -> T:
+    """What ``read()`` gives once ``check`` holds for it, read again every 0.1 s: the
+    server sends nothing when a consumer's or a subscription's settings change."""
     deadline = time.monotonic() + within
-    while True:
-        config = await listener_consumer(url)
-        if check(config):  # type: ignore[call-arg]
-            return config
+    while not check(state := await read()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"consumer never got there: {config}")
+            raise AssertionError(f"never got there: {state}")
         await asyncio.sleep(0.1)
+    return state
+
+
+async def eventually(
+    check: Callable[[api.ConsumerConfig], object], url: str, within: float
+) -> api.ConsumerConfig:
+    """The listener's consumer once ``check(config)`` holds, polled on the server."""
+    return await polled(lambda: listener_consumer(url), check, within)
 
 
 @dataclass
@@ -209,12 +221,7 @@ def stan_windows(server: StanServer) -> list[int]:
 
 
 async def stan_eventually(check: Callable[[list[int]], bool], server: StanServer) -> list[int]:
-    deadline = time.monotonic() + 15
-    while not check(windows := stan_windows(server)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"subscriptions never got there: {windows}")
-        await asyncio.sleep(0.1)
-    return windows
+    return await polled(lambda: asyncio.to_thread(stan_windows, server), check, within=15)
 
 
 async def test_stan_makes_a_durable_again_with_a_window_wide_enough_for_its_parked(

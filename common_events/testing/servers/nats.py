@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 # The full health check: with JetStream it also waits until the node is in contact with
 # a meta leader, which in a fresh cluster takes a few seconds of election.
 _HEALTH_PATH = "/healthz"
-_PORT_ATTEMPTS = 3
 
 
 class NatsServerNotFound(ServerNotFound):
@@ -97,11 +96,7 @@ class EmbeddedNatsServer(ServerProcess):
         jetstream: bool = True,
     ) -> None:
         super().__init__()
-        self.port = port if port is not None else free_loopback_port()
-        self.monitor_port = monitor_port if monitor_port is not None else free_loopback_port()
-        # Ports picked here may be taken by another process before the server binds
-        # them (parallel test runs): a first start may then pick others and try again.
-        self._may_repick_ports = port is None and monitor_port is None
+        self._choose_ports(port, monitor_port)
         self.server_name = server_name or f"common-events-{self.port}"
         self._binary = Path(binary) if binary is not None else None
         self._config = config
@@ -142,7 +137,7 @@ class EmbeddedNatsServer(ServerProcess):
             self._store_dir = self._work_dir / "jetstream"
         self._store_dir.mkdir(parents=True, exist_ok=True)
         config_file = self._work_dir / "server.conf"
-        for attempt in range(_PORT_ATTEMPTS):
+        for attempt in range(self.PORT_ATTEMPTS):
             config_file.write_text(self._config_text(), encoding="utf-8")
             self._spawn([str(binary), "-c", str(config_file)], self._work_dir / "server.log")
             if not wait:
@@ -150,13 +145,10 @@ class EmbeddedNatsServer(ServerProcess):
             try:
                 await self.wait_ready()
             except NatsServerStartError as error:
-                lost_race = "address already in use" in str(error)
-                if not (lost_race and self._may_repick_ports) or attempt + 1 == _PORT_ATTEMPTS:
+                if not self._repicked_ports(error, attempt):
                     raise
-                self.port, self.monitor_port = free_loopback_port(), free_loopback_port()
                 continue
-            # Once a client knows the ports, a restart must keep them.
-            self._may_repick_ports = False
+            self._ports_in_use()
             return
 
     async def wait_ready(self, within: float | None = None) -> None:

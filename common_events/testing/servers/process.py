@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Self
 
 from common_events.errors import CommonEventsError
+from common_events.testing.servers.ports import free_loopback_port
 
 __all__ = ["ServerNotFound", "ServerProcess", "ServerStartError", "Throwaway"]
 
@@ -93,10 +94,38 @@ class ServerProcess(Throwaway):
     if the parent dies without cleaning up, instead of lingering on the port.
     """
 
+    PORT_ATTEMPTS = 3
+    """Starts a first start makes when the ports it picked are taken before it binds."""
+
+    port: int
+    monitor_port: int
+
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
         self._log_start = 0
+        self._may_repick_ports = False
+
+    def _choose_ports(self, port: int | None, monitor_port: int | None) -> None:
+        """The given ports, or free ones. Ports picked here may be taken by another
+        process before the server binds them (parallel test runs): a first start may then
+        pick others and try again (``_repicked_ports``)."""
+        self.port = port if port is not None else free_loopback_port()
+        self.monitor_port = monitor_port if monitor_port is not None else free_loopback_port()
+        self._may_repick_ports = port is None and monitor_port is None
+
+    def _repicked_ports(self, error: Exception, attempt: int) -> bool:
+        """After start ``attempt`` (from 0) failed with ``error``: whether it lost the race
+        for ports this object picked, and other ports were picked to try again."""
+        lost_race = "address already in use" in str(error)
+        if not (lost_race and self._may_repick_ports) or attempt + 1 >= self.PORT_ATTEMPTS:
+            return False
+        self.port, self.monitor_port = free_loopback_port(), free_loopback_port()
+        return True
+
+    def _ports_in_use(self) -> None:
+        """Started: once a client knows the ports, a restart must keep them."""
+        self._may_repick_ports = False
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:

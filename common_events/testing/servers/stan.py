@@ -34,7 +34,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from common_events.testing.servers.ports import free_loopback_port
 from common_events.testing.servers.process import (
     ServerNotFound,
     ServerProcess,
@@ -60,7 +59,6 @@ INSTALL_HINT = (
 # The monitoring port opens before the streaming part subscribes to its request subjects,
 # so an answer there alone is not enough; this line comes after them.
 _READY_LINE = "Streaming Server is ready"
-_PORT_ATTEMPTS = 3
 # A clustered node logs that line only when it becomes the leader; a follower is ready
 # once its monitoring reports its role.
 _CLUSTER_ROLES = frozenset({"Leader", "Follower"})
@@ -179,12 +177,8 @@ class StanServer(ServerProcess, _StartedHere):
         self.cluster_id = cluster_id
         self.file_store = file_store
         self.extra_args = extra_args
-        self.port = port if port is not None else free_loopback_port()
-        self.monitor_port = monitor_port if monitor_port is not None else free_loopback_port()
+        self._choose_ports(port, monitor_port)
         self.ready_timeout = ready_timeout
-        # Ports picked here may be taken by another process before the server binds
-        # them (parallel test runs): a first start may then pick others and try again.
-        self._may_repick_ports = port is None and monitor_port is None
 
     @property
     def binary(self) -> Path:
@@ -252,20 +246,17 @@ class StanServer(ServerProcess, _StartedHere):
         if not binary.is_file():
             raise StanServerNotFound(f"{BINARY_NAME} binary {binary} does not exist")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(_PORT_ATTEMPTS):
+        for attempt in range(self.PORT_ATTEMPTS):
             self._spawn(self.command(), self.log_path)
             if not wait:
                 return
             try:
                 self.wait_ready()
             except StanServerStartError as error:
-                lost_race = "address already in use" in str(error)
-                if not (lost_race and self._may_repick_ports) or attempt + 1 == _PORT_ATTEMPTS:
+                if not self._repicked_ports(error, attempt):
                     raise
-                self.port, self.monitor_port = free_loopback_port(), free_loopback_port()
                 continue
-            # Once a client knows the ports, a restart must keep them.
-            self._may_repick_ports = False
+            self._ports_in_use()
             return
 
     def wait_ready(self, timeout: float | None = None) -> None:

@@ -338,13 +338,22 @@ class StanSubscription:
             return
         self._rewindow()
 
+    def _wanted_window(self) -> int | None:
+        """The max in flight to make the subscription again with; ``None``: keep it.
+
+        Wider once the parked no longer fit beside the base (twice the parked, so that
+        the next ones fit without another round); back to the base once none is parked.
+        """
+        if self._parked:
+            if self._base_in_flight + len(self._parked) <= self._in_flight:
+                return None
+            return self._base_in_flight + 2 * len(self._parked)
+        return None if self._in_flight == self._base_in_flight else self._base_in_flight
+
     def _rewindow(self) -> None:
         if self._rewindowing or self._stopped or self.durable_name is None:
             return
-        if self._parked:
-            if self._base_in_flight + len(self._parked) <= self._in_flight:
-                return
-        elif self._in_flight == self._base_in_flight:
+        if self._wanted_window() is None:
             return
         self._rewindowing = True
         self._rewindowed.clear()
@@ -353,13 +362,8 @@ class StanSubscription:
     async def _resubscribe(self) -> None:
         try:
             while not self._stopped:
-                if self._parked:
-                    if self._base_in_flight + len(self._parked) <= self._in_flight:
-                        return
-                    wanted = self._base_in_flight + 2 * len(self._parked)
-                else:
-                    wanted = self._base_in_flight
-                if wanted == self._in_flight:
+                wanted = self._wanted_window()
+                if wanted is None:
                     return
                 # Deliveries arriving meanwhile are left unacknowledged: the server
                 # sends them again when the durable resumes.
