@@ -76,7 +76,11 @@ from common_events.events import (
     VersionedEvent,
     event_type,
 )
-from common_events.transports.base import PublishAck, SubscriptionOptions
+from common_events.transports.base import (
+    PublishAck,
+    PublishConfirmation,
+    SubscriptionOptions,
+)
 
 __version__ = "0.1.0"
 
@@ -120,6 +124,7 @@ __all__ = [
     "PaymentCreatedEvent",
     "PermissionDenied",
     "PublishAck",
+    "PublishConfirmation",
     "PublishContext",
     "PublishError",
     "PublishNext",

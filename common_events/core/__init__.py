@@ -44,7 +44,12 @@ from common_events.core.policy import (
 )
 from common_events.core.publisher import Publisher
 from common_events.core.service import RunningService, ServiceCompanion, run_service
-from common_events.transports.base import PublishAck, SubscriptionOptions, TransportMessage
+from common_events.transports.base import (
+    PublishAck,
+    PublishConfirmation,
+    SubscriptionOptions,
+    TransportMessage,
+)
 
 __all__ = [
     "DEAD_LETTER_HEADER",
@@ -72,6 +77,7 @@ __all__ = [
     "OutOfOrderLater",
     "Outcome",
     "PublishAck",
+    "PublishConfirmation",
     "PublishContext",
     "PublishNext",
     "Publisher",

@@ -10,7 +10,7 @@ import asyncio
 import importlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -25,11 +25,14 @@ from common_events.core.middleware import (
 from common_events.errors import ConfigurationError, ConnectionLost
 from common_events.events.base import Event
 from common_events.transports.base import (
+    ImmediatePublisher,
     MessageHandler,
     PublishAck,
+    PublishConfirmation,
     SubscriptionOptions,
     Transport,
     TransportSubscription,
+    failed_confirmation,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,13 +67,13 @@ class Bus:
         chain = PublishChain(self._middleware, self._publish_context)
         # None when no middleware does anything on publish: the plain path stays as fast.
         self._publish_chain = chain if chain else None
-        self.direct_publish: Callable[..., Awaitable[PublishAck]] | None = (
-            # (getattr: a stand-in transport that never publishes still makes a bus.)
-            getattr(transport, "publish", None) if self._publish_chain is None else None
+        # Where the transport starts a publish in line and no middleware sees publishes,
+        # ``start_publish`` hands back the transport's confirmation: no task a publish.
+        self._publish_now: Callable[..., PublishConfirmation] | None = (
+            transport.publish_now
+            if self._publish_chain is None and isinstance(transport, ImmediatePublisher)
+            else None
         )
-        """``transport.publish`` when no middleware sees publishes (``publish`` does no
-        more than call it then), else ``None``: a ``Publisher`` calls it straight away,
-        one coroutine less per publish."""
         self._closed = False
         self._lost: ConnectionLost | None = None
         self._lost_event = asyncio.Event()
@@ -127,6 +130,30 @@ class Bus:
         if self._publish_chain is None:
             return await self.transport.publish(subject, data, headers)
         return await self._publish_chain(PublishContext(subject, data, headers, event))
+
+    def start_publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        event: Event | None = None,
+    ) -> Coroutine[Any, Any, PublishAck]:
+        """The publish of raw bytes, to await; prefer a ``Publisher``.
+
+        Where the transport starts a publish in line (``ImmediatePublisher``: memory,
+        NATS Streaming) and no middleware sees publishes, the message is sent now and
+        this is its ``PublishConfirmation``, an asyncio future as well: ``gather`` needs
+        no task per publish, and this call does not raise (the confirmation does).
+        Otherwise it is the coroutine of ``publish``, which sends when it runs.
+        """
+        publish_now = self._publish_now
+        if publish_now is None:
+            return self.publish(subject, data, headers, event=event)
+        try:
+            return publish_now(subject, data, headers)
+        except Exception as error:
+            return failed_confirmation(error)
 
     async def publish_many(
         self,

@@ -7,10 +7,12 @@ Every transport passes the conformance suite ``common_events.testing.conformance
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from common_events.errors import ConnectionLost
 
@@ -28,6 +30,54 @@ class PublishAck:
     guid: str | None = None
     stream: str | None = None
     duplicate: bool = False
+
+
+class PublishConfirmation(asyncio.Future[PublishAck], Coroutine[Any, Any, PublishAck]):
+    """A publish under way: an asyncio future of its ``PublishAck``.
+
+    ``Publisher.publish`` sends (or queues) the event when it is called and returns this;
+    awaiting it waits for the broker's confirmation, or raises why there is none.
+    ``asyncio.gather``, ``wait``, ``wait_for`` and ``shield`` take it as the future it is,
+    with no task of their own (a task per publish would cost as much as the publish).
+    It is also a coroutine, so that ``asyncio.create_task`` and ``TaskGroup.create_task``
+    take it, as they took ``publish`` when it was a coroutine function.
+
+    Cancelling it stops waiting: a publish still queued is not sent; one already sent
+    may be stored or not.
+    """
+
+    __slots__ = ()
+
+    # The coroutine protocol, as asyncio's own future iterator behaves: a task that
+    # drives this coroutine waits on the future itself, then takes its outcome.
+    def send(self, value: None) -> Any:
+        if not self.done():
+            self._asyncio_future_blocking = True
+            return self
+        raise StopIteration(self.result())
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: BaseException | object = None,
+        tb: TracebackType | None = None,
+    ) -> NoReturn:
+        # What a coroutine that does not catch it does: let it out.
+        if isinstance(typ, BaseException):
+            raise typ
+        raise val if isinstance(val, BaseException) else typ()
+
+    def close(self) -> None:
+        # The publish is already under way; closing the coroutine does not undo it.
+        return None
+
+
+
+def failed_confirmation(error: BaseException) -> PublishConfirmation:
+    """A confirmation that raises ``error`` when awaited (a publish that could not start)."""
+    confirmation = PublishConfirmation(loop=asyncio.get_running_loop())
+    confirmation.set_exception(error)
+    return confirmation
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +168,21 @@ class ParkableMessage(Protocol):
     async def park(self, delay: float) -> None:
         """Hand back for ``delay`` seconds, not counted against ``max_in_flight``."""
         ...
+
+
+@runtime_checkable
+class ImmediatePublisher(Protocol):
+    """A transport that can start a publish without awaiting anything.
+
+    Optional: where a transport has it and no middleware sees publishes,
+    ``Publisher.publish`` returns its confirmation as it is, with no task per publish;
+    otherwise a task runs ``publish``. It sends at once (or queues within the
+    transport's own bound) and may raise, before sending, what says it cannot.
+    """
+
+    def publish_now(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
+    ) -> PublishConfirmation: ...
 
 
 ConnectionLostCallback = Callable[[ConnectionLost], object]

@@ -12,7 +12,9 @@ from common_events.transports.memory import MemoryBroker, MemoryTransport
 
 
 class TestMemoryConformance(Conformance):
-    features = Features(negative_ack=True, headers=True, in_progress=True)
+    features = Features(
+        negative_ack=True, headers=True, in_progress=True, immediate_publish=True
+    )
 
     @pytest.fixture
     async def transport_factory(self) -> AsyncIterator[TransportFactory]:

@@ -14,7 +14,9 @@ from common_events.transports.base import Transport
 
 class TestStanConformance(Conformance):
     # NATS Streaming has no negative ack, no in-progress ack and no headers.
-    features = Features(negative_ack=False, headers=False, in_progress=False)
+    features = Features(
+        negative_ack=False, headers=False, in_progress=False, immediate_publish=True
+    )
 
     @pytest.fixture
     async def transport_factory(self, stan_server: StanServer) -> AsyncIterator[TransportFactory]:

@@ -8,12 +8,14 @@ import asyncio
 
 import pytest
 
+from common_events import Bus, Publisher, TicketCreatedEvent, encode_event
 from common_events.errors import PublishError, PublishTimeout, TransportClosed
 from common_events.transports.base import PublishAck, SubscriptionOptions, TransportMessage
 from common_events.transports.stan import StanTransport, connect
 from tests.faults.proxy import TcpProxy
 from tests.fixtures.stan import StanServer
 from tests.stan.stored import stored, wait_stored
+from tests.support.tasks import tasks_created
 
 SUBJECT = "ticket:created"
 
@@ -51,6 +53,64 @@ async def test_gathered_publishes_beyond_the_window_are_all_confirmed_and_stored
     assert transport.client.pub_acks_inflight == 0
     assert transport.client.publish_room == 8
     assert await received(transport, 1000) == payloads
+
+
+class TicketCreatedPublisher(Publisher[TicketCreatedEvent]):
+    pass
+
+
+async def test_gathered_publisher_publishes_need_no_task_each_and_keep_their_order(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    transport = await connect(stan_server.url, max_pub_acks_inflight=8)
+    transports.append(transport)
+    publisher = TicketCreatedPublisher(Bus(transport))
+    events = [
+        TicketCreatedEvent(id=f"t{n}", version=0, title="concert", price=n, user_id="u1")
+        for n in range(500)
+    ]
+    with tasks_created() as created:
+        acks = await asyncio.wait_for(
+            asyncio.gather(*(publisher.publish(event) for event in events)), 20
+        )
+    assert created == []  # neither gather nor the transport made one per publish
+    assert len({ack.guid for ack in acks}) == 500
+    assert transport.client.pub_acks_inflight == 0
+    assert await received(transport, 500) == [encode_event(event) for event in events]
+
+
+async def test_a_publisher_publish_is_sent_before_it_is_awaited(
+    stan_server: StanServer, proxy: TcpProxy, transports: list[StanTransport]
+) -> None:
+    transport = await connect(f"stan://127.0.0.1:{proxy.port}", max_pub_acks_inflight=1)
+    transports.append(transport)
+    publisher = TicketCreatedPublisher(Bus(transport))
+    event = TicketCreatedEvent(id="t1", version=0, title="concert", price=1, user_id="u1")
+    proxy.stall(to_server=False)  # its PubAck waits in the proxy
+    sent = publisher.publish(event)
+    queued = publisher.publish(event.model_copy(update={"id": "t2"}))
+    await wait_stored(stan_server, 1)  # nothing awaited either confirmation
+    assert not sent.done() and not queued.done()
+    proxy.restore()
+    first, second = await asyncio.wait_for(asyncio.gather(sent, queued), 5)
+    assert first.guid != second.guid
+    assert await asyncio.to_thread(stored, stan_server) == 2
+
+
+async def test_publishes_beyond_nats_py_outbound_buffer_are_finished_by_a_task(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    transport = await connect(stan_server.url, max_pub_acks_inflight=64)
+    transports.append(transport)
+    # 40 x 100 kB started at once: past nats-py's 2 MiB outbound buffer, where its
+    # publish waits for the flusher and a task carries the send on.
+    payloads = [bytes([65 + n % 26]) * 100_000 for n in range(40)]
+    with tasks_created() as created:
+        confirmations = [transport.publish_now(SUBJECT, payload) for payload in payloads]
+    assert created  # some sends did wait
+    acks = await asyncio.wait_for(asyncio.gather(*confirmations), 20)
+    assert len({ack.guid for ack in acks}) == 40
+    assert await received(transport, 40) == payloads
 
 
 async def test_a_full_window_holds_the_rest_back_until_pubacks_free_slots(

@@ -74,6 +74,14 @@ class Features:
     )
     """Members of one queue group split the messages, each message to one of them."""
 
+    immediate_publish: bool = field(
+        default=False,
+        metadata={_LACKS: "no publish_now(): a Publisher runs a coroutine per publish"},
+    )
+    """The transport has ``publish_now()`` (``transports.base.ImmediatePublisher``): the
+    message goes out when it is called, and its ``PublishConfirmation`` resolves to the
+    ``PublishAck`` that ``publish`` would return (memory, NATS Streaming)."""
+
     def lacks(self, name: str) -> str:
         """Why a test that needs feature ``name`` does not run on this backend."""
         for feature in fields(self):

@@ -18,8 +18,10 @@ from common_events.events.subjects import Subjects
 from common_events.testing.conformance.collect import Collector, TransportFactory
 from common_events.testing.conformance.features import FeatureGate, requires
 from common_events.transports.base import (
+    ImmediatePublisher,
     MessageHandler,
     PublishAck,
+    PublishConfirmation,
     SubscriptionOptions,
     Transport,
     TransportMessage,
@@ -105,6 +107,22 @@ class TransportConformance(FeatureGate):
         assert first.redelivered is False
         assert first.delivery_count == 1
         assert first.timestamp.tzinfo is not None
+
+    @requires("immediate_publish")
+    @pytest.mark.asyncio
+    async def test_publish_now_sends_at_once_and_confirms_in_order(
+        self, transport_factory: TransportFactory
+    ) -> None:
+        transport = await transport_factory()
+        assert isinstance(transport, ImmediatePublisher)
+        collector = Collector()
+        await transport.subscribe(SUBJECT, collector, SubscriptionOptions(durable_name="d"))
+        confirmations = [transport.publish_now(SUBJECT, payload(n)) for n in range(20)]
+        assert all(isinstance(item, PublishConfirmation) for item in confirmations)
+        await collector.wait_for_count(20)  # no confirmation awaited yet
+        acks = await asyncio.gather(*confirmations)
+        assert all(isinstance(ack, PublishAck) and ack.subject == SUBJECT for ack in acks)
+        assert numbers(collector) == list(range(20))
 
     @pytest.mark.asyncio
     async def test_subscriber_receives_messages_published_after_it_subscribed(

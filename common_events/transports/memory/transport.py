@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 
 from common_events.errors import ConfigurationError, TransportClosed
@@ -9,6 +10,7 @@ from common_events.transports.base import (
     ConnectionLostCallback,
     MessageHandler,
     PublishAck,
+    PublishConfirmation,
     SubscriptionOptions,
     TransportSubscription,
 )
@@ -53,6 +55,17 @@ class MemoryTransport:
         self._check_open()
         sequence = self.broker.publish(subject, data, headers)
         return PublishAck(subject=subject, sequence=sequence)
+
+    def publish_now(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
+    ) -> PublishConfirmation:
+        """Store now; the confirmation is done when returned (``ImmediatePublisher``)."""
+        if self._closed:
+            self._check_open()  # raises
+        sequence = self.broker.publish(subject, data, headers)
+        confirmation = PublishConfirmation(loop=asyncio.get_running_loop())
+        confirmation.set_result(PublishAck(subject=subject, sequence=sequence))
+        return confirmation
 
     async def publish_many(
         self, subject: str, payloads: Sequence[bytes]

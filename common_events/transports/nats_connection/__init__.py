@@ -12,6 +12,7 @@ from common_events.transports.nats_connection.connection import (
     NatsConnection,
     open_nats,
 )
+from common_events.transports.nats_connection.eager import publish_eagerly
 from common_events.transports.nats_connection.errors import (
     JetStreamApiError,
     NatsFailure,
@@ -57,6 +58,7 @@ __all__ = [
     "open_nats",
     "parse_servers",
     "permission_violation",
+    "publish_eagerly",
     "redact_url",
     "translate_nats_error",
 ]

@@ -23,13 +23,19 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from common_events.errors import PublishError, PublishTimeout, TransportError
-from common_events.transports.nats_connection import Operation, classify_nats_error
+from common_events.transports.base import PublishAck, PublishConfirmation
+from common_events.transports.nats_connection import (
+    Operation,
+    classify_nats_error,
+    publish_eagerly,
+)
 from common_events.transports.stan import protocol
 
 logger = logging.getLogger(__name__)
@@ -78,6 +84,7 @@ class _Publish:
     """One publish, from the call to its PubAck: queued, then sent and waiting."""
 
     __slots__ = (
+        "ack",
         "data",
         "future",
         "guid",
@@ -91,7 +98,7 @@ class _Publish:
 
     def __init__(
         self,
-        future: asyncio.Future[str],
+        future: asyncio.Future[Any],
         guid: str,
         subject: str,
         route: tuple[str, protocol.PubMsgEncoder],
@@ -99,7 +106,8 @@ class _Publish:
         timeout: float,
     ) -> None:
         self.future = future
-        """Resolves to the guid on PubAck."""
+        """Resolves on PubAck: to ``ack`` where it is set, else to the guid."""
+        self.ack: PublishAck | None = None
         self.guid = guid
         self.subject = subject
         self.route = route
@@ -253,6 +261,56 @@ class PubAckPipeline:
             entry.future.cancel()  # the queue skips it if it was not sent yet
             raise
         return entry.future
+
+    def publish_now(self, subject: str, data: bytes) -> PublishConfirmation:
+        """Send one message, or queue it while the window is full (the PubAck that frees
+        a slot sends it); return its confirmation, which resolves to its ``PublishAck``.
+
+        Never waits, and needs no task: nats-py takes the message in line
+        (``publish_eagerly``). Raises, before anything is sent, what says the session
+        cannot publish or the subject is invalid; a failed send fails the confirmation.
+        The caller is to await the confirmation, which bounds the queue."""
+        self._owner.check_usable()
+        route = self._routes.get(subject)
+        if route is None:
+            route = self._route_for(subject)
+        guid = f"{self._guid_prefix}{next(self._guid_counter):x}"
+        confirmation = PublishConfirmation(loop=asyncio.get_running_loop())
+        entry = _Publish(confirmation, guid, subject, route, data, self.publish_timeout)
+        entry.ack = PublishAck(subject=subject, guid=guid)
+        if not self._free or self._queue:
+            self._queue.append(entry)
+            return confirmation
+        self._free -= 1
+        self._register(entry)
+        nats_subject, encoder = route
+        try:
+            rest = publish_eagerly(
+                self._owner.nats, nats_subject, encoder.encode(guid, data), self.ack_subject
+            )
+        except Exception as error:
+            self._fail_unsent(entry, error)
+        else:
+            if rest is not None:
+                rest.add_done_callback(partial(self._finished_sending, entry))
+        return confirmation
+
+    def _finished_sending(self, entry: _Publish, sending: asyncio.Task[None]) -> None:
+        """A send nats-py finished later (``publish_eagerly``): fail the publish if it
+        did not go out."""
+        if sending.cancelled():  # the event loop is closing
+            self._fail_unsent(entry, PublishError("the send was cancelled"))
+            return
+        error = sending.exception()
+        if isinstance(error, Exception):
+            self._fail_unsent(entry, error)
+
+    def _fail_unsent(self, entry: _Publish, error: Exception) -> None:
+        failure = self._unsent(entry, error)
+        if failure is not error:
+            failure.__cause__ = error
+        if not entry.future.done():
+            entry.future.set_exception(failure)
 
     async def publish_batch(
         self, subject: str, payloads: Sequence[bytes]
@@ -415,7 +473,7 @@ class PubAckPipeline:
             if error:
                 future.set_exception(PublishError(f"the server refused the publish: {error}"))
             else:
-                future.set_result(guid)
+                future.set_result(guid if entry.ack is None else entry.ack)
         self._free += 1
         if self._queue:
             await self._send_queued()

@@ -25,9 +25,8 @@ import enum
 import logging
 import os
 import warnings
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -40,7 +39,7 @@ from common_events.errors import (
     TransportClosed,
     TransportError,
 )
-from common_events.transports.base import ConnectionLostCallback
+from common_events.transports.base import ConnectionLostCallback, PublishConfirmation
 from common_events.transports.nats_connection import (
     ConnectionLostFanout,
     NatsConnection,
@@ -464,19 +463,15 @@ class StanClient:
             )
         )
 
-    def publish_queued(
-        self, subject: str, data: bytes, *, ack_timeout: float | None = None
-    ) -> Coroutine[Any, Any, asyncio.Future[str]]:
+    def publish_now(self, subject: str, data: bytes) -> PublishConfirmation:
         """Send one message, or queue it while ``max_pub_acks_inflight`` publishes are
-        unacknowledged (a PubAck that frees a slot sends it); return the future that
-        resolves to its guid on PubAck.
+        unacknowledged (a PubAck that frees a slot sends it); return its confirmation,
+        which resolves to its ``PublishAck`` on PubAck.
 
-        Unlike ``publish_async`` this never waits for room, so nothing holds back a
-        caller that does not await the future: await it (as ``publish`` does).
-        (A plain function returning the pipeline's coroutine: one frame less.)"""
-        return self._publishing.publish_async(
-            subject, data, ack_timeout=ack_timeout, hold_back=False
-        )
+        Never waits, so nothing holds back a caller that does not await the
+        confirmation: await it (as ``Publisher.publish``'s callers do). Raises, before
+        sending, what says the client cannot publish."""
+        return self._publishing.publish_now(subject, data)
 
     # -- subscribing ---------------------------------------------------------------------
 

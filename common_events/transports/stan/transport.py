@@ -21,6 +21,7 @@ from common_events.transports.base import (
     ConnectionLostCallback,
     MessageHandler,
     PublishAck,
+    PublishConfirmation,
     SubscriptionOptions,
     TransportSubscription,
 )
@@ -98,6 +99,14 @@ class StanTransport:
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PublishAck:
+        # Queued while the window is full: this caller then wakes once, for its PubAck.
+        return await self.publish_now(subject, data, headers)
+
+    def publish_now(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
+    ) -> PublishConfirmation:
+        """Send now (or queue while the PubAck window is full) and return the
+        confirmation; ``ImmediatePublisher``: a ``Publisher`` returns it as it is."""
         if headers and not self._headers_warned:
             # NATS Streaming has no headers; by design metadata never goes into the
             # payload, so it is left out. Said once per connection at WARNING (names
@@ -109,9 +118,7 @@ class StanTransport:
                 "(said once per connection)",
                 ", ".join(sorted(headers)),
             )
-        # Queued while the window is full: this caller then wakes once, for its PubAck.
-        guid = await (await self._client.publish_queued(subject, data))
-        return PublishAck(subject=subject, guid=guid)
+        return self._client.publish_now(subject, data)
 
     async def publish_many(
         self, subject: str, payloads: Sequence[bytes]
