@@ -6,7 +6,9 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,17 @@ from tests.support.collect import Collector
 SUBJECT = "ticket:created"
 
 
+def all_threads_stopped(pid: int) -> bool:
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            state = stat.read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue  # a thread that ended meanwhile
+        if state not in ("T", "t"):
+            return False
+    return True
+
+
 @pytest.fixture
 def frozen(stan_server: StanServer) -> Iterator[Callable[[], None]]:
     """Freeze the server with SIGSTOP (it keeps its sockets, answers nothing); always
@@ -35,8 +48,16 @@ def frozen(stan_server: StanServer) -> Iterator[Callable[[], None]]:
     def freeze() -> None:
         nonlocal stopped
         assert stan_server.process is not None
-        os.kill(stan_server.process.pid, signal.SIGSTOP)
+        pid = stan_server.process.pid
+        os.kill(pid, signal.SIGSTOP)
         stopped = True
+        # kill() returns before every thread of the server has stopped: on a loaded
+        # machine one could still answer a publish sent right after. Wait until the
+        # kernel says each one is stopped ("T" in its stat line).
+        deadline = time.monotonic() + 5
+        while not all_threads_stopped(pid):
+            assert time.monotonic() < deadline, "the server did not stop on SIGSTOP"
+            time.sleep(0.001)
 
     yield freeze
     if stopped and stan_server.process is not None:
