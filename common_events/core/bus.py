@@ -149,7 +149,10 @@ class Bus:
         """
         publish_now = self._publish_now
         if publish_now is None:
-            return self.publish(subject, data, headers, event=event)
+            chain = self._publish_chain
+            if chain is None:  # the transport's coroutine itself: one frame less
+                return self.transport.publish(subject, data, headers)
+            return chain(PublishContext(subject, data, headers, event))
         try:
             return publish_now(subject, data, headers)
         except Exception as error:
