@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, runtime_checkable
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from common_events.errors import ConnectionLost
 
@@ -32,17 +32,7 @@ class PublishAck:
     duplicate: bool = False
 
 
-if TYPE_CHECKING:
-    # What the type checker is told: a future and a coroutine of the ack.
-    class _FutureCoroutine(asyncio.Future[PublishAck], Coroutine[Any, Any, PublishAck]): ...
-else:
-    # At run time the class is registered as a Coroutine (below) instead of derived
-    # from it: the ABC's metaclass on a Future subclass measurably slowed unrelated
-    # awaited JetStream publishes (docs/benchmarks.md).
-    _FutureCoroutine = asyncio.Future
-
-
-class PublishConfirmation(_FutureCoroutine):
+class PublishConfirmation(asyncio.Future[PublishAck], Coroutine[Any, Any, PublishAck]):
     """A publish under way: an asyncio future of its ``PublishAck``.
 
     ``Publisher.publish`` sends (or queues) the event when it is called and returns this;
@@ -80,7 +70,6 @@ class PublishConfirmation(_FutureCoroutine):
     def close(self) -> None:
         # The publish is already under way; closing the coroutine does not undo it.
         return None
-
 
 
 def failed_confirmation(error: BaseException) -> PublishConfirmation:
