@@ -42,8 +42,10 @@ Rows (``--rows`` picks some, by the name before the colon):
 
 The stored messages carry a ``Nats-Msg-Id`` header each, as ``Publisher`` stores them.
 Runs alternate between the clients (one run of each, then the next round) so that all
-see the same machine weather; each rate is the best of ``--repeat``. Prints messages per
-second and the ratios ours / nats-py and ours / FastStream.
+see the same machine weather, the server on one CPU and the clients on another
+(``benchmarks/placement.py``; ``--no-pin`` leaves it to the scheduler); each rate is
+the best of ``--repeat``. Prints messages per second and the ratios ours / nats-py and
+ours / FastStream.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ from typing import Any
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.placement import Placement  # noqa: E402
 
 SUBJECT = "ticket:created"
 STREAM = "EVENTS"
@@ -361,7 +365,7 @@ async def store(url: str, count: int) -> None:
         await nc.close()
 
 
-async def measure(spec: Spec, *, stored: int = 0) -> Result:
+async def measure(placement: Placement, spec: Spec, *, stored: int = 0) -> Result:
     """One measurement: a fresh server (unless memory), ``stored`` messages, one process."""
     from common_events.testing.servers import EmbeddedNatsServer
 
@@ -380,12 +384,18 @@ async def measure(spec: Spec, *, stored: int = 0) -> Result:
 
     if spec.client == MEMORY:
         return await in_process()
-    async with EmbeddedNatsServer() as server:
+    server = EmbeddedNatsServer()
+    with placement.on_server_cpu():
+        await server.start()
+    try:
         spec.url = server.url
         await create_stream(server.url)
         if stored:
             await store(server.url, stored)
         return await in_process()
+    finally:
+        await server.stop()
+        server.cleanup()
 
 
 @dataclass
@@ -462,7 +472,13 @@ async def main(args: argparse.Namespace) -> int:
         return 2
     clients = [OURS, NATS_PY, FASTSTREAM]
     n, window, repeat = args.messages, args.window, args.repeat
-    print(f"machine: {machine()}")
+    placement = Placement(enabled=not args.no_pin)
+    placement.clients()
+
+    def run(one: Spec, *, stored: int = 0) -> Awaitable[Result]:
+        return measure(placement, one, stored=stored)
+
+    print(f"machine: {machine()}; {placement.describe()}")
     print(
         f"{n:,} messages ({args.awaited:,} awaited), window {window}, in flight "
         f"{args.in_flight}, best of {repeat}; RSS: {args.rss_messages:,} messages, "
@@ -481,7 +497,7 @@ async def main(args: argparse.Namespace) -> int:
             await rounds(
                 Row("publish, awaited one by one"),
                 repeat,
-                {c: (lambda c=c: measure(spec(c, "awaited", args.awaited))) for c in clients},
+                {c: (lambda c=c: run(spec(c, "awaited", args.awaited))) for c in clients},
             )
         )
     if "pipelined" in wanted:
@@ -489,7 +505,7 @@ async def main(args: argparse.Namespace) -> int:
             await rounds(
                 Row("publish, pipelined (publish_many | publish_async | gather)"),
                 repeat,
-                {c: (lambda c=c: measure(spec(c, "pipelined", n))) for c in clients},
+                {c: (lambda c=c: run(spec(c, "pipelined", n))) for c in clients},
             )
         )
     if "gather" in wanted:
@@ -497,7 +513,7 @@ async def main(args: argparse.Namespace) -> int:
             await rounds(
                 Row("publish, asyncio.gather over publish"),
                 repeat,
-                {c: (lambda c=c: measure(spec(c, "gather", n))) for c in (OURS, NATS_PY)},
+                {c: (lambda c=c: run(spec(c, "gather", n))) for c in (OURS, NATS_PY)},
             )
         )
     if "consume-defaults" in wanted:
@@ -505,7 +521,7 @@ async def main(args: argparse.Namespace) -> int:
             await rounds(
                 Row("consume, validated, manual ack, client defaults"),
                 repeat,
-                {c: (lambda c=c: measure(spec(c, "consume", n), stored=n)) for c in clients},
+                {c: (lambda c=c: run(spec(c, "consume", n), stored=n)) for c in clients},
             )
         )
     if "consume" in wanted:
@@ -514,7 +530,7 @@ async def main(args: argparse.Namespace) -> int:
                 Row(f"consume, validated, manual ack, {args.in_flight} in flight"),
                 repeat,
                 {
-                    c: (lambda c=c: measure(spec(c, "consume", n, **equal), stored=n))
+                    c: (lambda c=c: run(spec(c, "consume", n, **equal), stored=n))
                     for c in clients
                 },
             )
@@ -524,7 +540,7 @@ async def main(args: argparse.Namespace) -> int:
             await rounds(
                 Row(f"consume, plain ack, {args.in_flight} in flight"),
                 repeat,
-                {NATS_PY: lambda: measure(spec(NATS_PY, "ceiling", n, **equal), stored=n)},
+                {NATS_PY: lambda: run(spec(NATS_PY, "ceiling", n, **equal), stored=n)},
             )
         )
     if "memory" in wanted:
@@ -537,7 +553,7 @@ async def main(args: argparse.Namespace) -> int:
                 await rounds(
                     Row(f"memory transport: {title}"),
                     repeat,
-                    {MEMORY: lambda task=task: measure(spec(MEMORY, task, n))},
+                    {MEMORY: lambda task=task: run(spec(MEMORY, task, n))},
                 )
             )
     if "rss" in wanted:
@@ -547,7 +563,7 @@ async def main(args: argparse.Namespace) -> int:
                 Row(f"peak RSS, consuming {m:,}", rss=True),
                 args.rss_repeat,
                 {
-                    c: (lambda c=c: measure(spec(c, "consume", m, **equal), stored=m))
+                    c: (lambda c=c: run(spec(c, "consume", m, **equal), stored=m))
                     for c in (*clients, MEMORY)
                 },
             )
@@ -611,6 +627,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rss-messages", type=int, default=100_000)
     parser.add_argument("--rss-repeat", type=int, default=1, help="lowest of this many")
     parser.add_argument("--rows", default="", help=f"comma-separated, of {', '.join(ROWS)}")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="leave CPUs to the scheduler (placement.py)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args()
 

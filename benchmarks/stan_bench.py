@@ -16,11 +16,12 @@ clients, doing the same work with the same payload (a ``ticket:created`` event):
 - consume: deliver all available, manual ack, each message parsed and validated as a
   ``TicketCreatedEvent`` (Python: a ``Listener``; Node: JSON.parse and field checks).
 
-Both sides serialise the event on every publish (``model_dump_json`` /
-``JSON.stringify``). Prints messages per second and the ratio ours / Node's (above 1:
-we are faster). Runs alternate between the two clients and each figure is the best of
-``--repeat``. Needs the server binary (scripts/install-stan-server.sh) and the Node
-peer (tests/interop/install.sh).
+The server runs on one CPU and both clients on another (``benchmarks/placement.py``;
+``--no-pin`` leaves it to the scheduler). Both sides serialise the event on every
+publish (``model_dump_json`` / ``JSON.stringify``). Prints messages per second and the
+ratio ours / Node's (above 1: we are faster). Runs alternate between the two clients and
+each figure is the best of ``--repeat``. Needs the server binary (scripts/install-stan-
+server.sh) and the Node peer (tests/interop/install.sh).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.placement import Placement  # noqa: E402
 from common_events.contracts.samples import sample_events  # noqa: E402
 from common_events.core.bus import Bus  # noqa: E402
 from common_events.core.listener import Listener  # noqa: E402
@@ -233,6 +235,9 @@ async def main() -> int:
     parser.add_argument("--window", type=int, default=1024, help="publishes in flight")
     parser.add_argument("--max-in-flight", type=int, default=1024, help="consumer's")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="leave CPUs to the scheduler (placement.py)"
+    )
     args = parser.parse_args()
 
     binary = find_stan_server()
@@ -244,13 +249,16 @@ async def main() -> int:
         return 2
 
     payload = EVENT.model_dump_json()
-    print(f"machine: {machine()}")
+    placement = Placement(enabled=not args.no_pin)
+    placement.clients()  # ours runs in this process; Node's inherits the same CPU
+    print(f"machine: {machine()}; {placement.describe()}")
     print(f"payload: {len(payload)} bytes ({SUBJECT}), window {args.window}, "
           f"consumer max in flight {args.max_in_flight}, best of {args.repeat}")
 
     with tempfile.TemporaryDirectory() as workdir:
         server = StanServer(binary, Path(workdir), cluster_id="bench")
-        server.start()
+        with placement.on_server_cpu():
+            server.start()
         try:
             bench = Bench(server, args.window, args.max_in_flight)
             rows = [
