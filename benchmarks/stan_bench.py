@@ -20,8 +20,8 @@ The server runs on one CPU and both clients on another (``benchmarks/placement.p
 ``--no-pin`` leaves it to the scheduler). Both sides serialise the event on every
 publish (``model_dump_json`` / ``JSON.stringify``). Prints messages per second and the
 ratio ours / Node's (above 1: we are faster). Runs alternate between the two clients and
-each figure is the best of ``--repeat``. Needs the server binary (scripts/install-stan-
-server.sh) and the Node peer (tests/interop/install.sh).
+each figure is the best of ``--repeat``. Needs the server binary
+(scripts/install-stan-server.sh) and the Node peer (tests/interop/install.sh).
 """
 
 from __future__ import annotations
