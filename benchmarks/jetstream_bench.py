@@ -42,8 +42,8 @@ Rows (``--rows`` picks some, by the name before the colon):
 
 The stored messages carry a ``Nats-Msg-Id`` header each, as ``Publisher`` stores them.
 Runs alternate between the clients (one run of each, then the next round) so that all
-see the same machine weather, the server on one CPU and the clients on another
-(``benchmarks/placement.py``; ``--no-pin`` leaves it to the scheduler); each rate is
+see the same machine weather (``--pin`` puts the server on one CPU and the clients on
+another: ``benchmarks/placement.py``, for comparing builds of one client); each rate is
 the best of ``--repeat``. Prints messages per second and the ratios ours / nats-py and
 ours / FastStream.
 """
@@ -472,7 +472,7 @@ async def main(args: argparse.Namespace) -> int:
         return 2
     clients = [OURS, NATS_PY, FASTSTREAM]
     n, window, repeat = args.messages, args.window, args.repeat
-    placement = Placement(enabled=not args.no_pin)
+    placement = Placement(enabled=args.pin)
     placement.clients()
 
     def run(one: Spec, *, stored: int = 0) -> Awaitable[Result]:
@@ -628,7 +628,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rss-repeat", type=int, default=1, help="lowest of this many")
     parser.add_argument("--rows", default="", help=f"comma-separated, of {', '.join(ROWS)}")
     parser.add_argument(
-        "--no-pin", action="store_true", help="leave CPUs to the scheduler (placement.py)"
+        "--pin", action="store_true", help="broker and clients on separate CPUs (placement.py)"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args()

@@ -4,9 +4,13 @@ On a machine with few CPUs the scheduler sometimes puts a client and the server 
 same CPU and sometimes not, and a round trip costs very differently in the two cases:
 awaited publishes on this project's 2-CPU machine came out at 4,000-4,900/s in some runs
 and 5,000-5,900/s in others for identical code, whichever client it was. Pinning every
-run the same way removes that from the comparison. Affinity is inherited: processes
-started inside ``on_server_cpu()`` (the broker, with all its threads) keep the server's
-CPU; this process and the clients it starts afterwards keep the clients' CPU.
+run the same way removes that from a comparison of two builds of one client. It is not
+the default, and not for comparing clients: it also takes from a client the second CPU
+its runtime's helper threads use (Node's garbage collector and compiler), which on NATS
+Streaming consume cost Node about a quarter of its rate and cost single-threaded Python
+nothing. Affinity is inherited: processes started inside ``on_server_cpu()`` (the
+broker, with all its threads) keep the server's CPU; this process and the clients it
+starts afterwards keep the clients' CPU.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ clients, doing the same work with the same payload (a ``ticket:created`` event):
 - consume: deliver all available, manual ack, each message parsed and validated as a
   ``TicketCreatedEvent`` (Python: a ``Listener``; Node: JSON.parse and field checks).
 
-The server runs on one CPU and both clients on another (``benchmarks/placement.py``;
-``--no-pin`` leaves it to the scheduler). Both sides serialise the event on every
-publish (``model_dump_json`` / ``JSON.stringify``). Prints messages per second and the
-ratio ours / Node's (above 1: we are faster). Runs alternate between the two clients and
-each figure is the best of ``--repeat``. Needs the server binary
+``--pin`` puts the server on one CPU and both clients on another
+(``benchmarks/placement.py``, for comparing builds of one client). Both sides serialise
+the event on every publish (``model_dump_json`` / ``JSON.stringify``). Prints messages
+per second and the ratio ours / Node's (above 1: we are faster). Runs alternate between
+the two clients and each figure is the best of ``--repeat``. Needs the server binary
 (scripts/install-stan-server.sh) and the Node peer (tests/interop/install.sh).
 """
 
@@ -236,7 +236,7 @@ async def main() -> int:
     parser.add_argument("--max-in-flight", type=int, default=1024, help="consumer's")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument(
-        "--no-pin", action="store_true", help="leave CPUs to the scheduler (placement.py)"
+        "--pin", action="store_true", help="broker and clients on separate CPUs (placement.py)"
     )
     args = parser.parse_args()
 
@@ -249,7 +249,7 @@ async def main() -> int:
         return 2
 
     payload = EVENT.model_dump_json()
-    placement = Placement(enabled=not args.no_pin)
+    placement = Placement(enabled=args.pin)
     placement.clients()  # ours runs in this process; Node's inherits the same CPU
     print(f"machine: {machine()}; {placement.describe()}")
     print(f"payload: {len(payload)} bytes ({SUBJECT}), window {args.window}, "
