@@ -175,8 +175,9 @@ class ImmediatePublisher(Protocol):
 
     Optional: where a transport has it and no middleware sees publishes,
     ``Publisher.publish`` returns its confirmation as it is, with no task per publish;
-    otherwise a task runs ``publish``. It sends at once (or queues within the
-    transport's own bound) and may raise, before sending, what says it cannot.
+    otherwise it returns the coroutine of ``publish``. ``publish_now`` sends at once (or
+    queues within the transport's own bound) and may raise, before sending, what says
+    it cannot.
     """
 
     def publish_now(

@@ -62,8 +62,8 @@ class MemoryTransport:
         if self._closed:
             self._check_open()  # raises
         sequence = self.broker.publish(subject, data, headers)
-        # Bound to the running loop (this is called from a coroutine); without the
-        # keyword, and the ack positional: a tenth of an in-memory publish less.
+        # Bound to the running loop (this is called from a coroutine). Made without the
+        # keyword, the ack positional: a few per cent of an in-memory publish less.
         confirmation = PublishConfirmation()
         confirmation.set_result(PublishAck(subject, sequence))
         return confirmation
