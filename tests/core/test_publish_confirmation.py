@@ -18,6 +18,7 @@ from common_events import (
     Publisher,
     TicketCreatedEvent,
     TicketUpdatedEvent,
+    TransportClosed,
     connect,
 )
 from common_events.core import Middleware, PublishContext, PublishNext
@@ -103,7 +104,7 @@ async def test_a_closed_bus_fails_the_confirmation_not_the_call() -> None:
     bus = await connect("memory://")
     await bus.close()
     confirmation = TicketCreatedPublisher(bus).publish(EVENT)
-    with pytest.raises(Exception, match="closed"):
+    with pytest.raises(TransportClosed, match="closed"):
         await confirmation
 
 
