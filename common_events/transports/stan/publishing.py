@@ -186,14 +186,21 @@ class PubAckPipeline:
 
     # -- publishing ----------------------------------------------------------------------
 
-    def _make(self, subject: str, data: bytes, ack_timeout: float | None) -> _Publish:
-        """A publish with its guid, ready to go out (or to queue)."""
+    def _make(
+        self,
+        subject: str,
+        data: bytes,
+        ack_timeout: float | None,
+        future: asyncio.Future[Any] | None = None,
+    ) -> _Publish:
+        """A publish with its guid, ready to go out (or to queue); ``future`` (else a
+        new one) is what its PubAck resolves."""
         self._owner.check_usable()
         route = self._routes.get(subject)
         if route is None:
             route = self._route_for(subject)
         return _Publish(
-            asyncio.get_running_loop().create_future(),
+            asyncio.get_running_loop().create_future() if future is None else future,
             f"{self._guid_prefix}{next(self._guid_counter):x}",
             subject,
             route,
@@ -270,23 +277,18 @@ class PubAckPipeline:
         (``publish_eagerly``). Raises, before anything is sent, what says the session
         cannot publish or the subject is invalid; a failed send fails the confirmation.
         The caller is to await the confirmation, which bounds the queue."""
-        self._owner.check_usable()
-        route = self._routes.get(subject)
-        if route is None:
-            route = self._route_for(subject)
-        guid = f"{self._guid_prefix}{next(self._guid_counter):x}"
         confirmation = PublishConfirmation(loop=asyncio.get_running_loop())
-        entry = _Publish(confirmation, guid, subject, route, data, self.publish_timeout)
-        entry.ack = PublishAck(subject=subject, guid=guid)
+        entry = self._make(subject, data, None, confirmation)
+        entry.ack = PublishAck(subject=subject, guid=entry.guid)
         if not self._free or self._queue:
             self._queue.append(entry)
             return confirmation
         self._free -= 1
         self._register(entry)
-        nats_subject, encoder = route
+        nats_subject, encoder = entry.route
         try:
             rest = publish_eagerly(
-                self._owner.nats, nats_subject, encoder.encode(guid, data), self.ack_subject
+                self._owner.nats, nats_subject, encoder.encode(entry.guid, data), self.ack_subject
             )
         except Exception as error:
             self._fail_unsent(entry, error)
