@@ -41,11 +41,11 @@ Rows (``--rows`` picks some, by the name before the colon):
   memory transport (whose process also stores them); ``--rss-repeat`` runs, the lowest.
 
 The stored messages carry a ``Nats-Msg-Id`` header each, as ``Publisher`` stores them.
-Runs alternate between the clients (one run of each, then the next round) so that all
-see the same machine weather (``--pin`` puts the server on one CPU and the clients on
-another: ``benchmarks/placement.py``, for comparing builds of one client); each rate is
-the best of ``--repeat``. Prints messages per second and the ratios ours / nats-py and
-ours / FastStream.
+Runs alternate between the clients (one run of each, then the next round, which starts
+with the next client) so that all see the same machine weather (``--pin`` puts the
+server on one CPU and the clients on another: ``benchmarks/placement.py``, for comparing
+builds of one client); each rate is the best of ``--repeat``. Prints messages per second
+and the ratios ours / nats-py and ours / FastStream.
 """
 
 from __future__ import annotations
@@ -416,9 +416,13 @@ class Row:
 async def rounds(
     row: Row, repeat: int, measurements: dict[str, Callable[[], Awaitable[Result]]]
 ) -> Row:
+    clients = list(measurements)
     for round_ in range(repeat):
-        for client, run in measurements.items():
-            result = await run()
+        # Each round starts with the next client: none always runs first (after a
+        # server's start, say) and the machine's slow spells fall on all of them.
+        shift = round_ % len(clients)
+        for client in clients[shift:] + clients[:shift]:
+            result = await measurements[client]()
             row.runs.setdefault(client, []).append(result)
             figure = (
                 f"{result.rss_peak_kib / 1024:,.0f} MiB peak"

@@ -1,6 +1,7 @@
 """NATS Streaming throughput: this package against node-nats-streaming, on one server.
 
     python benchmarks/stan_bench.py [--messages N] [--awaited N] [--window W] [--repeat R]
+                                    [--rows awaited,callbacks,...] [--pin]
 
 Starts one nats-streaming-server (memory store, loopback) and measures, for both
 clients, doing the same work with the same payload (a ``ticket:created`` event):
@@ -15,19 +16,25 @@ clients, doing the same work with the same payload (a ``ticket:created`` event):
   same);
 - consume: deliver all available, manual ack, each message parsed and validated as a
   ``TicketCreatedEvent`` (Python: a ``Listener``; Node: JSON.parse and field checks).
+  A third column, plain nats-py doing the same work (the NATS Streaming protocol by
+  hand: parse each ``MsgProto``, validate, publish its ``Ack``), is the ceiling of any
+  client on nats-py.
 
 ``--pin`` puts the server on one CPU and both clients on another
 (``benchmarks/placement.py``, for comparing builds of one client). Both sides serialise
 the event on every publish (``model_dump_json`` / ``JSON.stringify``). Prints messages
 per second and the ratio ours / Node's (above 1: we are faster). Runs alternate between
-the two clients and each figure is the best of ``--repeat``. Needs the server binary
-(scripts/install-stan-server.sh) and the Node peer (tests/interop/install.sh).
+the clients, each round starting with the next one, and each figure is the best of
+``--repeat``. ``--rows`` picks rows (consume alone publishes its messages first).
+Needs the server binary (scripts/install-stan-server.sh) and the Node peer
+(tests/interop/install.sh).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -38,6 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,7 +57,8 @@ from common_events.core.listener import Listener  # noqa: E402
 from common_events.core.message import Message  # noqa: E402
 from common_events.core.publisher import Publisher  # noqa: E402
 from common_events.events import Subjects, TicketCreatedEvent  # noqa: E402
-from common_events.transports.stan import StanTransport, connect  # noqa: E402
+from common_events.transports.stan import StanTransport, connect, protocol  # noqa: E402
+from common_events.transports.stan import protocol_pb2 as pb  # noqa: E402
 from tests.fixtures.stan import StanServer, find_stan_server  # noqa: E402
 
 NODE_SCRIPT = Path(__file__).with_name("stan_bench.js")
@@ -182,6 +191,68 @@ class Bench:
         finally:
             await bus.close()
 
+    # -- plain nats-py ------------------------------------------------------------------
+
+    async def nats_py_consume(self, n: int) -> Result:
+        """The consume row with nothing between nats-py and the work: the protocol's
+        connect and subscription requests by hand, then parse, validate and ack each
+        delivery in the subscription's callback."""
+        import nats
+
+        client_id = self.client_id("nats-py-sub")
+        group = f"nats-py-consumer-{self._runs}"
+        nc = await nats.connect(self.server.nats_url)
+        try:
+            heartbeat_inbox = nc.new_inbox()
+
+            async def on_heartbeat(msg: Any) -> None:
+                await nc.publish(msg.reply, b"")
+
+            await nc.subscribe(heartbeat_inbox, cb=on_heartbeat)
+            request = protocol.encode_connect_request(
+                client_id=client_id, heartbeat_inbox=heartbeat_inbox,
+                conn_id=client_id.encode(), ping_interval=5, ping_max_out=3,
+            )  # fmt: skip
+            reply = await nc.request(protocol.discover_subject(self.server.cluster_id), request)
+            subjects = protocol.decode_connect_response(reply.data).subjects
+            inbox = nc.new_inbox()
+            subscribed = asyncio.Event()
+            finished = asyncio.Event()
+            ack_inbox = ""
+            handled = 0
+            validate = TicketCreatedEvent.model_validate_json
+
+            async def on_delivery(msg: Any) -> None:
+                nonlocal handled
+                if not subscribed.is_set():  # the server delivers before it answers
+                    await subscribed.wait()
+                delivery = pb.MsgProto.FromString(msg.data)
+                validate(delivery.data)
+                await nc.publish(ack_inbox, protocol.encode_ack(SUBJECT, delivery.sequence))
+                handled += 1
+                if handled == n:
+                    finished.set()
+
+            started = time.perf_counter()
+            await nc.subscribe(
+                inbox, cb=on_delivery, pending_msgs_limit=0, pending_bytes_limit=0
+            )
+            request = protocol.encode_subscription_request(
+                client_id=client_id, subject=SUBJECT, inbox=inbox, queue_group=group,
+                durable_name=group, max_in_flight=self.max_in_flight, ack_wait_seconds=30,
+                start_position=protocol.StartPosition.FIRST,
+            )  # fmt: skip
+            reply = await nc.request(subjects.sub_requests, request)
+            ack_inbox = protocol.decode_subscription_response(reply.data).ack_inbox
+            subscribed.set()
+            await asyncio.wait_for(finished.wait(), 300)
+            seconds = time.perf_counter() - started
+            with contextlib.suppress(Exception):
+                await nc.request(subjects.close_requests, protocol.encode_close_request(client_id))
+            return Result(n, seconds)
+        finally:
+            await nc.close()
+
     # -- Node ---------------------------------------------------------------------------
 
     def node(self, mode: str, what: str, n: int, *args: str) -> Result:
@@ -197,17 +268,19 @@ class Bench:
         return await asyncio.to_thread(self.node, mode, what, n, *args)
 
 
-async def best_of(
-    repeat: int,
-    ours: Callable[[], Awaitable[Result]],
-    theirs: Callable[[], Awaitable[Result]],
-) -> tuple[Result, Result]:
-    """Alternate the two clients so that both see the same machine weather."""
-    our_results, their_results = [], []
-    for _ in range(repeat):
-        our_results.append(await ours())
-        their_results.append(await theirs())
-    return max(our_results, key=lambda r: r.rate), max(their_results, key=lambda r: r.rate)
+Measure = Callable[[], Awaitable[Result]]
+ROWS = ("awaited", "callbacks", "publish_many", "gather", "consume")
+
+
+async def best_of(repeat: int, *clients: Measure) -> list[Result]:
+    """Alternate the clients so that all see the same machine weather; each round starts
+    with the next client. The best run of each, in the order given."""
+    results: list[list[Result]] = [[] for _ in clients]
+    for round_ in range(repeat):
+        shift = round_ % len(clients)
+        for index in [*range(shift, len(clients)), *range(shift)]:
+            results[index].append(await clients[index]())
+    return [max(runs, key=lambda r: r.rate) for runs in results]
 
 
 def machine() -> str:
@@ -238,7 +311,12 @@ async def main() -> int:
     parser.add_argument(
         "--pin", action="store_true", help="broker and clients on separate CPUs (placement.py)"
     )
+    parser.add_argument("--rows", default="", help=f"comma-separated, of {', '.join(ROWS)}")
     args = parser.parse_args()
+    only = set(args.rows.split(",")) if args.rows else set(ROWS)
+    if only - set(ROWS):
+        print(f"unknown rows: {', '.join(sorted(only - set(ROWS)))}; known: {', '.join(ROWS)}")
+        return 2
 
     binary = find_stan_server()
     if binary is None:
@@ -261,70 +339,54 @@ async def main() -> int:
             server.start()
         try:
             bench = Bench(server, args.window, args.max_in_flight)
+            node_pipelined = lambda: bench.node_async(  # noqa: E731
+                "publish-pipelined", "node-pipe", args.messages, payload, str(args.window)
+            )
+            # Ours, Node's, and (consume) plain nats-py's.
+            measurements: dict[str, tuple[str, list[Measure]]] = {
+                "awaited": ("publish, awaited one by one", [
+                    lambda: bench.py_publish_awaited(args.awaited),
+                    lambda: bench.node_async("publish-awaited", "node-pub", args.awaited, payload),
+                ]),
+                "callbacks": ("publish, pipelined (callbacks)", [
+                    lambda: bench.py_publish_callbacks(args.messages), node_pipelined,
+                ]),
+                "publish_many": ("publish, pipelined (publish_many)", [
+                    lambda: bench.py_publish_many(args.messages), node_pipelined,
+                ]),
+                "gather": ("publish, pipelined (gather)", [
+                    lambda: bench.py_publish_pipelined(args.messages), node_pipelined,
+                ]),
+                "consume": ("consume, manual ack, validated", [
+                    lambda: bench.py_consume(args.messages),
+                    lambda: bench.node_async(
+                        "consume", "node-sub", args.messages,
+                        f"node-consumer-{time.time_ns()}", str(args.max_in_flight),
+                    ),
+                    lambda: bench.nats_py_consume(args.messages),
+                ]),
+            }  # fmt: skip
+            if only == {"consume"}:
+                await bench.py_publish_many(args.messages)  # something to consume
             rows = [
-                (
-                    "publish, awaited one by one",
-                    *await best_of(
-                        args.repeat,
-                        lambda: bench.py_publish_awaited(args.awaited),
-                        lambda: bench.node_async(
-                            "publish-awaited", "node-pub", args.awaited, payload
-                        ),
-                    ),
-                ),
-                (
-                    "publish, pipelined (callbacks)",
-                    *await best_of(
-                        args.repeat,
-                        lambda: bench.py_publish_callbacks(args.messages),
-                        lambda: bench.node_async(
-                            "publish-pipelined", "node-pipe", args.messages, payload,
-                            str(args.window),
-                        ),
-                    ),
-                ),
-                (
-                    "publish, pipelined (publish_many)",
-                    *await best_of(
-                        args.repeat,
-                        lambda: bench.py_publish_many(args.messages),
-                        lambda: bench.node_async(
-                            "publish-pipelined", "node-pipe", args.messages, payload,
-                            str(args.window),
-                        ),
-                    ),
-                ),
-                (
-                    "publish, pipelined (gather)",
-                    *await best_of(
-                        args.repeat,
-                        lambda: bench.py_publish_pipelined(args.messages),
-                        lambda: bench.node_async(
-                            "publish-pipelined", "node-pipe", args.messages, payload,
-                            str(args.window),
-                        ),
-                    ),
-                ),
-                (
-                    "consume, manual ack, validated",
-                    *await best_of(
-                        args.repeat,
-                        lambda: bench.py_consume(args.messages),
-                        lambda: bench.node_async(
-                            "consume", "node-sub", args.messages,
-                            f"node-consumer-{time.time_ns()}", str(args.max_in_flight),
-                        ),
-                    ),
-                ),
+                (label, await best_of(args.repeat, *clients))
+                for key, (label, clients) in measurements.items()
+                if key in only
             ]
         finally:
             server.stop()
 
     print()
-    print(f"{'':34} {'common-events':>14} {'node-nats-streaming':>20} {'ratio':>7}")
-    for name, ours, theirs in rows:
-        print(f"{name:34} {ours.rate:>10,.0f}/s {theirs.rate:>16,.0f}/s "
-              f"{ours.rate / theirs.rate:>7.2f}")
+    print(
+        f"{'':34} {'common-events':>14} {'node-nats-streaming':>20} {'ratio':>7}"
+        f" {'plain nats-py':>14} {'ours/nats-py':>13}"
+    )
+    for name, (ours, node, *plain) in rows:
+        line = f"{name:34} {ours.rate:>12,.0f}/s {node.rate:>18,.0f}/s"
+        line += f" {ours.rate / node.rate:>7.2f}"
+        if plain:
+            line += f" {plain[0].rate:>12,.0f}/s {ours.rate / plain[0].rate:>13.2f}"
+        print(line)
     return 0
 
 
