@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import sys
@@ -14,7 +15,7 @@ from common_events.core.codec import encode_event
 from common_events.errors import BatchPublishError
 from common_events.events.base import Event
 from common_events.events.subjects import Subjects
-from common_events.transports.base import PublishAck, failed_confirmation
+from common_events.transports.base import PublishAck, PublishConfirmation, failed_confirmation
 
 E = TypeVar("E", bound=Event)
 
@@ -71,6 +72,10 @@ class Publisher(Generic[E]):
             return failed_confirmation(error)
         publication = self.bus.start_publish(self._subject_name, data, headers, event=event)
         if logger.isEnabledFor(logging.DEBUG):
+            if isinstance(publication, PublishConfirmation):
+                # A callback, not a wrapping coroutine: gather still needs no task.
+                publication.add_done_callback(_log_confirmation)
+                return publication
             return _logged(publication)
         return publication
 
@@ -117,3 +122,14 @@ async def _logged(publication: Awaitable[PublishAck]) -> PublishAck:
     ack = await publication
     logger.debug("published %s: %s", ack.subject, ack)
     return ack
+
+
+def _log_confirmation(confirmation: asyncio.Future[PublishAck]) -> None:
+    if confirmation.cancelled():
+        logger.debug("publish given up before its confirmation")
+    elif (error := confirmation.exception()) is not None:
+        # Read here, the error no longer warns as never retrieved: this line says it.
+        logger.debug("publish failed: %s", error)
+    else:
+        ack = confirmation.result()
+        logger.debug("published %s: %s", ack.subject, ack)

@@ -72,11 +72,21 @@ class PublishConfirmation(asyncio.Future[PublishAck], Coroutine[Any, Any, Publis
         return None
 
 
-def failed_confirmation(error: BaseException) -> PublishConfirmation:
-    """A confirmation that raises ``error`` when awaited (a publish that could not start)."""
-    confirmation = PublishConfirmation(loop=asyncio.get_running_loop())
+def failed_confirmation(error: BaseException) -> Coroutine[Any, Any, PublishAck]:
+    """What raises ``error`` when awaited (a publish that could not start): a
+    ``PublishConfirmation``, or, called outside a running event loop (where no future
+    can be made), a coroutine."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _raise(error)
+    confirmation = PublishConfirmation(loop=loop)
     confirmation.set_exception(error)
     return confirmation
+
+
+async def _raise(error: BaseException) -> PublishAck:
+    raise error
 
 
 @dataclass(frozen=True, slots=True)

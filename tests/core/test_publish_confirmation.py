@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -133,6 +134,63 @@ async def test_giving_up_on_a_publish_stops_it_in_the_middlewares() -> None:
         held.release.set()
         assert (await TicketCreatedPublisher(bus).publish(EVENT)).sequence == 1
         assert stored(bus) == 1  # only the second
+
+
+class Lines(logging.Handler):
+    """The publisher's log lines; ``arrived`` is set by each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.arrived = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.arrived.set()
+
+
+@pytest.fixture
+def debug_lines() -> Iterator[Lines]:
+    publisher_logger = logging.getLogger("common_events.core.publisher")
+    lines, level = Lines(), publisher_logger.level
+    publisher_logger.addHandler(lines)
+    publisher_logger.setLevel(logging.DEBUG)
+    try:
+        yield lines
+    finally:
+        publisher_logger.removeHandler(lines)
+        publisher_logger.setLevel(level)
+
+
+async def test_with_debug_logging_gather_still_needs_no_task_and_logs_each_ack(
+    bus: Bus, debug_lines: Lines
+) -> None:
+    publisher = TicketCreatedPublisher(bus)
+    with tasks_created() as created:
+        acks = await asyncio.gather(*(publisher.publish(EVENT) for _ in range(20)))
+    assert created == []
+    assert debug_lines.lines == [f"published ticket:created: {ack}" for ack in acks]
+
+
+async def test_with_debug_logging_a_failed_publish_says_so_and_still_raises(
+    debug_lines: Lines,
+) -> None:
+    bus = await connect("memory://")
+    await bus.close()
+    with pytest.raises(TransportClosed):
+        await TicketCreatedPublisher(bus).publish(EVENT)
+    await asyncio.wait_for(debug_lines.arrived.wait(), 5)
+    assert len(debug_lines.lines) == 1 and debug_lines.lines[0].startswith("publish failed: ")
+
+
+def test_outside_an_event_loop_a_wrong_event_type_raises_when_the_publish_runs() -> None:
+    bus = asyncio.run(connect("memory://"))
+    try:
+        publication = TicketCreatedPublisher(bus).publish(OTHER)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="not TicketUpdatedEvent"):
+            asyncio.run(publication)
+    finally:
+        asyncio.run(bus.close())
 
 
 def test_publish_says_it_is_a_coroutine_function_where_python_can() -> None:
