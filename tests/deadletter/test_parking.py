@@ -8,6 +8,7 @@ the server itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from tests.deadletter.support import (
     ticket,
 )
 from tests.deadletter.test_unpublishable import POISON, TwoSlots
+from tests.fixtures.jetstream import ServerFactory
 
 # -- the rules, without a server ---------------------------------------------------------
 
@@ -209,6 +211,87 @@ async def test_members_of_a_queue_group_widen_one_window_together(
     finally:
         for bus in buses:
             await bus.close()
+
+
+MAY_NOT_UPDATE_CONSUMERS = """
+authorization {
+  users = [
+    { user: admin, password: admin-pw },
+    {
+      user: service, password: service-pw,
+      permissions: {
+        publish: {
+          allow: [">"],
+          deny: ["$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>"]
+        },
+        subscribe: { allow: [">"] }
+      }
+    }
+  ]
+}
+"""
+
+
+class Warnings(logging.Handler):
+    """The parking module's WARNING lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_a_user_who_may_not_update_consumers_keeps_the_window_and_is_told(
+    nats_server_factory: ServerFactory,
+) -> None:
+    server = await nats_server_factory(MAY_NOT_UPDATE_CONSUMERS)
+    admin_url = server.url.replace("nats://", "nats://admin:admin-pw@")
+    service_url = server.url.replace("nats://", "nats://service:service-pw@")
+    # The consumer as an administrator made it: the service binds to it as it is. The
+    # administrator also reads the dead letters (a reader makes a consumer of its own).
+    admin = Bus(await jetstream.connect(admin_url, subjects=(SUBJECT, DEAD_LETTERS)))
+    await (await TwoSlots(admin).listen()).close()
+    reader = DeadLetterReader()
+    await reader.start(admin)
+
+    parking_logger = logging.getLogger("common_events.transports.jetstream.parking")
+    warnings = Warnings()
+    parking_logger.addHandler(warnings)
+    failing = FailingDeadLetters(
+        await jetstream.connect(service_url, subjects=(SUBJECT, DEAD_LETTERS))
+    )
+    bus = Bus(failing)  # type: ignore[arg-type]
+    try:
+        listener = await TwoSlots(bus).listen()
+        await publish_raw(bus, [POISON] * 2 + [encode_event(ticket(1))])
+
+        async def refused() -> bool:
+            return any("could not update its parked messages" in line for line in warnings.lines)
+
+        await polled(refused, bool, within=15)
+        [line] = [line for line in warnings.lines if "could not update" in line]
+        assert "the window stays as it is" in line and "permissions violation" in line
+        # Both parked messages come back and are parked again, each in its slot: the
+        # window is still 2 on the server, and the event behind them waits.
+        await listener.wait_until(
+            lambda: min(listener.deliveries.get(n, 0) for n in (1, 2)) >= 3, within=15
+        )
+        config = await listener_consumer(admin_url)
+        assert config.max_ack_pending == 2 and parse_parked(config.metadata) == frozenset()
+        assert listener.handled == []
+
+        # Nothing was acknowledged for it: once records can be stored, all three go on.
+        failing.failing = False
+        await reader.wait_for(2, within=20)
+        await listener.wait_until(lambda: listener.handled == ["t1"], within=20)
+        assert len([line for line in warnings.lines if "could not update" in line]) == 1
+        await listener.close()
+    finally:
+        parking_logger.removeHandler(warnings)
+        await bus.close()
+        await admin.close()
 
 
 # -- NATS Streaming ----------------------------------------------------------------------
