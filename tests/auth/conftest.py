@@ -8,7 +8,6 @@ reason, except under ``COMMON_EVENTS_REQUIRE_SERVERS=1``, where they fail.
 from __future__ import annotations
 
 import importlib.util
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from tests.auth.nsc import Operator, find_nsc
 from tests.auth.support import SecretWatch
+from tests.support.logs import attached
 from tests.support.servers import missing
 
 
@@ -29,16 +29,8 @@ def nkeys_installed() -> None:
 @pytest.fixture(autouse=True)
 def watch() -> Iterator[SecretWatch]:
     """Every record at DEBUG; after the test, none may hold a JWT or seed it made."""
-    handler = SecretWatch()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with attached(SecretWatch()) as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
     if handler.secrets:
         handler.check(*handler.texts)
 

@@ -24,6 +24,7 @@ from common_events import (
 )
 from common_events.core import Middleware, PublishContext, PublishNext
 from common_events.transports.memory import MemoryTransport
+from tests.support.logs import attached
 from tests.support.tasks import tasks_created
 
 EVENT = TicketCreatedEvent(id="t1", version=0, title="concert", price=20, user_id="u1")
@@ -151,15 +152,8 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def debug_lines() -> Iterator[Lines]:
-    publisher_logger = logging.getLogger("common_events.core.publisher")
-    lines, level = Lines(), publisher_logger.level
-    publisher_logger.addHandler(lines)
-    publisher_logger.setLevel(logging.DEBUG)
-    try:
+    with attached(Lines(), "common_events.core.publisher") as lines:
         yield lines
-    finally:
-        publisher_logger.removeHandler(lines)
-        publisher_logger.setLevel(level)
 
 
 async def test_with_debug_logging_gather_still_needs_no_task_and_logs_each_ack(

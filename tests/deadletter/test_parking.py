@@ -38,6 +38,7 @@ from tests.deadletter.support import (
 )
 from tests.deadletter.test_unpublishable import POISON, TwoSlots
 from tests.fixtures.jetstream import ServerFactory
+from tests.support.logs import attached
 
 # -- the rules, without a server ---------------------------------------------------------
 
@@ -256,40 +257,38 @@ async def test_a_user_who_may_not_update_consumers_keeps_the_window_and_is_told(
     reader = DeadLetterReader()
     await reader.start(admin)
 
-    parking_logger = logging.getLogger("common_events.transports.jetstream.parking")
-    warnings = Warnings()
-    parking_logger.addHandler(warnings)
     failing = FailingDeadLetters(
         await jetstream.connect(service_url, subjects=(SUBJECT, DEAD_LETTERS))
     )
     bus = Bus(failing)  # type: ignore[arg-type]
+    parking = "common_events.transports.jetstream.parking"
     try:
-        listener = await TwoSlots(bus).listen()
-        await publish_raw(bus, [POISON] * 2 + [encode_event(ticket(1))])
+        with attached(Warnings(), parking, logging.WARNING) as warnings:
+            listener = await TwoSlots(bus).listen()
+            await publish_raw(bus, [POISON] * 2 + [encode_event(ticket(1))])
 
-        async def refused() -> bool:
-            return any("could not update its parked messages" in line for line in warnings.lines)
+            async def refused() -> bool:
+                return any("could not update its parked" in line for line in warnings.lines)
 
-        await polled(refused, bool, within=15)
-        [line] = [line for line in warnings.lines if "could not update" in line]
-        assert "the window stays as it is" in line and "permissions violation" in line
-        # Both parked messages come back and are parked again, each in its slot: the
-        # window is still 2 on the server, and the event behind them waits.
-        await listener.wait_until(
-            lambda: min(listener.deliveries.get(n, 0) for n in (1, 2)) >= 3, within=15
-        )
-        config = await listener_consumer(admin_url)
-        assert config.max_ack_pending == 2 and parse_parked(config.metadata) == frozenset()
-        assert listener.handled == []
+            await polled(refused, bool, within=15)
+            [line] = [line for line in warnings.lines if "could not update" in line]
+            assert "the window stays as it is" in line and "permissions violation" in line
+            # Both parked messages come back and are parked again, each in its slot: the
+            # window is still 2 on the server, and the event behind them waits.
+            await listener.wait_until(
+                lambda: min(listener.deliveries.get(n, 0) for n in (1, 2)) >= 3, within=15
+            )
+            config = await listener_consumer(admin_url)
+            assert config.max_ack_pending == 2 and parse_parked(config.metadata) == frozenset()
+            assert listener.handled == []
 
-        # Nothing was acknowledged for it: once records can be stored, all three go on.
-        failing.failing = False
-        await reader.wait_for(2, within=20)
-        await listener.wait_until(lambda: listener.handled == ["t1"], within=20)
-        assert len([line for line in warnings.lines if "could not update" in line]) == 1
-        await listener.close()
+            # Nothing was acknowledged for it: once records can be stored, all three go on.
+            failing.failing = False
+            await reader.wait_for(2, within=20)
+            await listener.wait_until(lambda: listener.handled == ["t1"], within=20)
+            assert len([line for line in warnings.lines if "could not update" in line]) == 1
+            await listener.close()
     finally:
-        parking_logger.removeHandler(warnings)
         await bus.close()
         await admin.close()
 

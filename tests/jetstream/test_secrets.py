@@ -29,6 +29,7 @@ from common_events.errors import (
 from common_events.testing.servers import EmbeddedNatsServer, free_loopback_port
 from common_events.transports.jetstream import JetStreamOptions, JetStreamTransport
 from tests.jetstream.test_tls import make_certificates
+from tests.support.logs import attached
 
 Connect = Callable[..., Awaitable[JetStreamTransport]]
 ServerFactory = Callable[..., Awaitable[EmbeddedNatsServer]]
@@ -60,16 +61,8 @@ class Everything(logging.Handler):
 
 @pytest.fixture
 def records() -> Iterator[Everything]:
-    handler = Everything()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with attached(Everything()) as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def assert_secret_free(*texts: str) -> None:
