@@ -82,6 +82,51 @@ class Result:
         return self.messages / self.seconds
 
 
+@dataclass(frozen=True)
+class HandWrittenSession:
+    """The NATS Streaming protocol's requests written out over a plain nats-py
+    connection, for the clients measured without this package's transport."""
+
+    nc: Any
+    client_id: str
+    subjects: protocol.SessionSubjects
+
+    @classmethod
+    async def connect(cls, nc: Any, cluster_id: str, client_id: str) -> HandWrittenSession:
+        """Answer heartbeats, then ask the server for a session."""
+        heartbeat_inbox = nc.new_inbox()
+
+        async def on_heartbeat(msg: Any) -> None:
+            await nc.publish(msg.reply, b"")
+
+        await nc.subscribe(heartbeat_inbox, cb=on_heartbeat)
+        request = protocol.encode_connect_request(
+            client_id=client_id, heartbeat_inbox=heartbeat_inbox,
+            conn_id=client_id.encode(), ping_interval=5, ping_max_out=3,
+        )  # fmt: skip
+        reply = await nc.request(protocol.discover_subject(cluster_id), request)
+        return cls(nc, client_id, protocol.decode_connect_response(reply.data).subjects)
+
+    async def subscribe(self, inbox: str, group: str, max_in_flight: int) -> str:
+        """A durable queue subscription from the first message, delivered to ``inbox``;
+        its ack inbox."""
+        request = protocol.encode_subscription_request(
+            client_id=self.client_id, subject=SUBJECT, inbox=inbox, queue_group=group,
+            durable_name=group, max_in_flight=max_in_flight, ack_wait_seconds=30,
+            start_position=protocol.StartPosition.FIRST,
+        )  # fmt: skip
+        reply = await self.nc.request(self.subjects.sub_requests, request)
+        ack_inbox: str = protocol.decode_subscription_response(reply.data).ack_inbox
+        return ack_inbox
+
+    async def close(self) -> None:
+        """End the session; the measurement is over, so a failure here does not count."""
+        with contextlib.suppress(Exception):
+            await self.nc.request(
+                self.subjects.close_requests, protocol.encode_close_request(self.client_id)
+            )
+
+
 class Bench:
     def __init__(self, server: StanServer, window: int, max_in_flight: int) -> None:
         self.server = server
@@ -204,18 +249,7 @@ class Bench:
         group = f"nats-py-consumer-{self._runs}"
         nc = await nats.connect(self.server.nats_url)
         try:
-            heartbeat_inbox = nc.new_inbox()
-
-            async def on_heartbeat(msg: Any) -> None:
-                await nc.publish(msg.reply, b"")
-
-            await nc.subscribe(heartbeat_inbox, cb=on_heartbeat)
-            request = protocol.encode_connect_request(
-                client_id=client_id, heartbeat_inbox=heartbeat_inbox,
-                conn_id=client_id.encode(), ping_interval=5, ping_max_out=3,
-            )  # fmt: skip
-            reply = await nc.request(protocol.discover_subject(self.server.cluster_id), request)
-            subjects = protocol.decode_connect_response(reply.data).subjects
+            session = await HandWrittenSession.connect(nc, self.server.cluster_id, client_id)
             inbox = nc.new_inbox()
             subscribed = asyncio.Event()
             finished = asyncio.Event()
@@ -238,18 +272,11 @@ class Bench:
             await nc.subscribe(
                 inbox, cb=on_delivery, pending_msgs_limit=0, pending_bytes_limit=0
             )
-            request = protocol.encode_subscription_request(
-                client_id=client_id, subject=SUBJECT, inbox=inbox, queue_group=group,
-                durable_name=group, max_in_flight=self.max_in_flight, ack_wait_seconds=30,
-                start_position=protocol.StartPosition.FIRST,
-            )  # fmt: skip
-            reply = await nc.request(subjects.sub_requests, request)
-            ack_inbox = protocol.decode_subscription_response(reply.data).ack_inbox
+            ack_inbox = await session.subscribe(inbox, group, self.max_in_flight)
             subscribed.set()
             await asyncio.wait_for(finished.wait(), 300)
             seconds = time.perf_counter() - started
-            with contextlib.suppress(Exception):
-                await nc.request(subjects.close_requests, protocol.encode_close_request(client_id))
+            await session.close()
             return Result(n, seconds)
         finally:
             await nc.close()

@@ -33,7 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 import nats  # noqa: E402
 
-from benchmarks.stan_bench import SUBJECT, Bench, Result, best_of  # noqa: E402
+from benchmarks.stan_bench import (  # noqa: E402
+    SUBJECT,
+    Bench,
+    HandWrittenSession,
+    Result,
+    best_of,
+)
 from common_events.events import TicketCreatedEvent  # noqa: E402
 from common_events.transports.stan import protocol  # noqa: E402
 from common_events.transports.stan import protocol_pb2 as pb  # noqa: E402
@@ -121,18 +127,7 @@ class DeliveryReader(asyncio.Protocol):
 async def reader_consume(server: StanServer, client_id: str, n: int) -> Result:
     nc = await nats.connect(server.nats_url)
     try:
-        heartbeat_inbox = nc.new_inbox()
-
-        async def on_heartbeat(msg: Any) -> None:
-            await nc.publish(msg.reply, b"")
-
-        await nc.subscribe(heartbeat_inbox, cb=on_heartbeat)
-        request = protocol.encode_connect_request(
-            client_id=client_id, heartbeat_inbox=heartbeat_inbox,
-            conn_id=client_id.encode(), ping_interval=5, ping_max_out=3,
-        )  # fmt: skip
-        reply = await nc.request(protocol.discover_subject(server.cluster_id), request)
-        subjects = protocol.decode_connect_response(reply.data).subjects
+        session = await HandWrittenSession.connect(nc, server.cluster_id, client_id)
         inbox = nc.new_inbox()
         host, port = server.nats_url.removeprefix("nats://").rsplit(":", 1)
         started = time.perf_counter()
@@ -141,18 +136,12 @@ async def reader_consume(server: StanServer, client_id: str, n: int) -> Result:
         )
         try:
             await reader.subscribed
-            request = protocol.encode_subscription_request(
-                client_id=client_id, subject=SUBJECT, inbox=inbox, queue_group=client_id,
-                durable_name=client_id, max_in_flight=1024, ack_wait_seconds=30,
-                start_position=protocol.StartPosition.FIRST,
-            )  # fmt: skip
-            reply = await nc.request(subjects.sub_requests, request)
-            reader.acks_to(protocol.decode_subscription_response(reply.data).ack_inbox)
+            reader.acks_to(await session.subscribe(inbox, client_id, 1024))
             await asyncio.wait_for(reader.finished, 300)
             return Result(n, time.perf_counter() - started)
         finally:
             transport.close()
-            await nc.request(subjects.close_requests, protocol.encode_close_request(client_id))
+            await session.close()
     finally:
         await nc.close()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
 
@@ -24,7 +23,7 @@ from common_events import (
 )
 from common_events.core import Middleware, PublishContext, PublishNext
 from common_events.transports.memory import MemoryTransport
-from tests.support.logs import attached
+from tests.support.logs import LogLines, attached
 from tests.support.tasks import tasks_created
 
 EVENT = TicketCreatedEvent(id="t1", version=0, title="concert", price=20, user_id="u1")
@@ -137,27 +136,14 @@ async def test_giving_up_on_a_publish_stops_it_in_the_middlewares() -> None:
         assert stored(bus) == 1  # only the second
 
 
-class Lines(logging.Handler):
-    """The publisher's log lines; ``arrived`` is set by each."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.arrived = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        self.arrived.set()
-
-
 @pytest.fixture
-def debug_lines() -> Iterator[Lines]:
-    with attached(Lines(), "common_events.core.publisher") as lines:
+def debug_lines() -> Iterator[LogLines]:
+    with attached(LogLines(), "common_events.core.publisher") as lines:
         yield lines
 
 
 async def test_with_debug_logging_gather_still_needs_no_task_and_logs_each_ack(
-    bus: Bus, debug_lines: Lines
+    bus: Bus, debug_lines: LogLines
 ) -> None:
     publisher = TicketCreatedPublisher(bus)
     with tasks_created() as created:
@@ -167,13 +153,13 @@ async def test_with_debug_logging_gather_still_needs_no_task_and_logs_each_ack(
 
 
 async def test_with_debug_logging_a_failed_publish_says_so_and_still_raises(
-    debug_lines: Lines,
+    debug_lines: LogLines,
 ) -> None:
     bus = await connect("memory://")
     await bus.close()
     with pytest.raises(TransportClosed):
         await TicketCreatedPublisher(bus).publish(EVENT)
-    await asyncio.wait_for(debug_lines.arrived.wait(), 5)
+    await debug_lines.wait_for("publish failed: ", within=5)
     assert len(debug_lines.lines) == 1 and debug_lines.lines[0].startswith("publish failed: ")
 
 

@@ -38,7 +38,7 @@ from tests.deadletter.support import (
 )
 from tests.deadletter.test_unpublishable import POISON, TwoSlots
 from tests.fixtures.jetstream import ServerFactory
-from tests.support.logs import attached
+from tests.support.logs import LogLines, attached
 
 # -- the rules, without a server ---------------------------------------------------------
 
@@ -233,17 +233,6 @@ authorization {
 """
 
 
-class Warnings(logging.Handler):
-    """The parking module's WARNING lines."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 async def test_a_user_who_may_not_update_consumers_keeps_the_window_and_is_told(
     nats_server_factory: ServerFactory,
 ) -> None:
@@ -263,15 +252,12 @@ async def test_a_user_who_may_not_update_consumers_keeps_the_window_and_is_told(
     bus = Bus(failing)  # type: ignore[arg-type]
     parking = "common_events.transports.jetstream.parking"
     try:
-        with attached(Warnings(), parking, logging.WARNING) as warnings:
+        with attached(LogLines(logging.WARNING), parking, logging.WARNING) as warnings:
             listener = await TwoSlots(bus).listen()
             await publish_raw(bus, [POISON] * 2 + [encode_event(ticket(1))])
 
-            async def refused() -> bool:
-                return any("could not update its parked" in line for line in warnings.lines)
-
-            await polled(refused, bool, within=15)
-            [line] = [line for line in warnings.lines if "could not update" in line]
+            await warnings.wait_for("could not update its parked", within=15)
+            [line] = warnings.with_text("could not update")
             assert "the window stays as it is" in line and "permissions violation" in line
             # Both parked messages come back and are parked again, each in its slot: the
             # window is still 2 on the server, and the event behind them waits.
@@ -286,7 +272,7 @@ async def test_a_user_who_may_not_update_consumers_keeps_the_window_and_is_told(
             failing.failing = False
             await reader.wait_for(2, within=20)
             await listener.wait_until(lambda: listener.handled == ["t1"], within=20)
-            assert len([line for line in warnings.lines if "could not update" in line]) == 1
+            assert len(warnings.with_text("could not update")) == 1
             await listener.close()
     finally:
         await bus.close()
