@@ -2,9 +2,10 @@
 
 Server lists and their credentials (``servers``), connection options (``options``), the
 one table from nats-py errors to ours (``errors``), connection state as objects
-(``state``), the connection-lost fan-out (``lost``) and opening a connection
-(``connection``). Secrets stop here: nothing this layer hands up holds a URL with a
-password or token in it.
+(``state``), the connection-lost fan-out (``lost``), opening a connection
+(``connection``), and subscriptions whose payloads skip nats-py's per-message machinery
+(``direct``). Secrets stop here: nothing this layer hands up holds a URL with a password
+or token in it.
 """
 
 from common_events.transports.nats_connection.connection import (
@@ -12,7 +13,13 @@ from common_events.transports.nats_connection.connection import (
     NatsConnection,
     open_nats,
 )
-from common_events.transports.nats_connection.eager import publish_eagerly
+from common_events.transports.nats_connection.direct import (
+    DirectDeliveries,
+    PayloadSubscription,
+    PayloadTaker,
+    subscribe_payloads,
+)
+from common_events.transports.nats_connection.eager import publish_eagerly, write_publish
 from common_events.transports.nats_connection.errors import (
     JetStreamApiError,
     NatsFailure,
@@ -42,6 +49,7 @@ __all__ = [
     "Connecting",
     "ConnectionLostFanout",
     "ConnectionState",
+    "DirectDeliveries",
     "ErrorListener",
     "JetStreamApiError",
     "Lost",
@@ -49,6 +57,8 @@ __all__ = [
     "NatsFailure",
     "NatsOptions",
     "Operation",
+    "PayloadSubscription",
+    "PayloadTaker",
     "Reconnecting",
     "ServerList",
     "classify_nats_error",
@@ -60,5 +70,7 @@ __all__ = [
     "permission_violation",
     "publish_eagerly",
     "redact_url",
+    "subscribe_payloads",
     "translate_nats_error",
+    "write_publish",
 ]

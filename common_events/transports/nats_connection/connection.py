@@ -26,6 +26,7 @@ from common_events.transports.nats_connection.credentials import (
     read_creds_file,
     read_seed_file,
 )
+from common_events.transports.nats_connection.direct import DirectDeliveries
 from common_events.transports.nats_connection.errors import (
     Operation,
     classify_nats_error,
@@ -60,6 +61,11 @@ ErrorListener = Callable[[Exception], bool]
 _ABANDON_TIMEOUT = 1.0
 
 
+class _TlsOnlyDirectClient(DirectDeliveries, TlsOnlyClient):
+    """Refuses a server in the clear (``TlsOnlyClient``) and hands payloads straight to
+    a callback (``DirectDeliveries``)."""
+
+
 class _FirstConnectFailed(Exception):
     """The first connection was given up; the reasons are in ``_connect_errors``."""
 
@@ -78,7 +84,7 @@ class NatsConnection:
         wants_tls = options.tls is not None or any(
             server.startswith("tls://") for server in servers.servers
         )
-        self.client = TlsOnlyClient() if wants_tls else Client()
+        self.client: Client = _TlsOnlyDirectClient() if wants_tls else DirectDeliveries()
         self.owned = owned
         self.lost = ConnectionLostFanout()
         self._state: ConnectionState = Connecting()

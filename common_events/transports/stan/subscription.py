@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -19,14 +20,15 @@ from typing import Protocol
 
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from common_events.errors import SubscribeError, TransportError
 from common_events.transports.nats_connection import (
     Operation,
+    PayloadSubscription,
     classify_nats_error,
     map_nats_errors,
+    subscribe_payloads,
+    write_publish,
 )
 from common_events.transports.stan import protocol
 from common_events.transports.stan import protocol_pb2 as pb
@@ -149,15 +151,15 @@ class StanMessage:
             # back to whoever holds the (durable) subscription next.
             return
         sequence = self._proto.sequence
-        try:
-            await subscription._publish(
-                subscription.ack_inbox, subscription._ack_encoder.encode(sequence)
-            )
-        except Exception as error:
-            failure = classify_nats_error(error, Operation.ACK, f"ack on {self.subject!r}")
-            if failure is None or failure.error is error:
-                raise
-            raise failure.error from error
+        ack = subscription._ack_encoder.encode(sequence)
+        if not write_publish(subscription._nc, subscription.ack_inbox, ack):
+            try:
+                await subscription._publish(subscription.ack_inbox, ack)
+            except Exception as error:
+                failure = classify_nats_error(error, Operation.ACK, f"ack on {self.subject!r}")
+                if failure is None or failure.error is error:
+                    raise
+                raise failure.error from error
         if subscription.skipped or subscription._parked:
             subscription.acknowledged(sequence)
 
@@ -207,14 +209,17 @@ class StanSubscription:
         self.ack_inbox = ""
         self._ack_encoder = protocol.AckEncoder(subject)
         self._handler = handler
-        self._nats_sub: Subscription | None = None
+        self._payloads: PayloadSubscription | None = None
         self._stopped = False
         self._finished = False
         # Deliveries may arrive before the answer that carries the ack inbox.
         self._ready = asyncio.Event()
         self._is_ready = False
-        # nats-py runs every delivery of a subscription in one task of its own.
-        self._delivery_task: asyncio.Task[object] | None = None
+        # Deliveries as they came, and the one task that hands them to the handler in
+        # order (``_deliver``), woken through ``_wakeup`` when it has run out.
+        self._pending: deque[bytes] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._delivery_task: asyncio.Task[None] | None = None
         self._in_handler = False
         # Stop listening once the running handler returns (set when stopping from inside
         # it, or when the session is lost and the core may still be draining).
@@ -257,9 +262,10 @@ class StanSubscription:
         # Listen before asking: the server starts delivering as soon as it answers.
         # The server bounds deliveries by max in flight; never drop one client-side.
         with map_nats_errors(Operation.SUBSCRIBE, what):
-            self._nats_sub = await self._nc.subscribe(
-                self.inbox, cb=self._on_delivery, pending_msgs_limit=0, pending_bytes_limit=0
-            )
+            self._payloads = await subscribe_payloads(self._nc, self.inbox, self._take)
+        self._delivery_task = asyncio.get_running_loop().create_task(
+            self._deliver(), name=f"deliveries of {self.subject}"
+        )
         self._start = (start_position, start_sequence, start_time_delta_ns, ack_wait_seconds)
         self._base_in_flight = self._in_flight = max_in_flight
         self.ack_inbox = await self._request_subscription(max_in_flight)
@@ -414,9 +420,37 @@ class StanSubscription:
 
     # -- delivering ----------------------------------------------------------------------
 
-    async def _on_delivery(self, raw: Msg) -> None:
-        # nats-py awaits this before handing over the subscription's next message, so
-        # one subscription's handler never runs twice at once.
+    def _take(self, data: bytes) -> None:
+        # Called in nats-py's reading task with each delivery's payload (``direct``).
+        self._pending.append(data)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+    async def _deliver(self) -> None:
+        # One delivery at a time, in order: a subscription's handler never runs twice
+        # at once. Runs until the subscription stops listening (``_unlisten``).
+        pending = self._pending
+        loop = asyncio.get_running_loop()
+        while True:
+            if not pending:
+                self._wakeup = wakeup = loop.create_future()
+                await wakeup
+                continue
+            try:
+                await self._on_delivery(pending.popleft())
+            except Exception as error:
+                # The handler's own errors are caught in _on_delivery; this is its ack
+                # failing (the connection went away): the server sends the message again.
+                logger.warning(
+                    "delivery on %s not acknowledged: %s; it comes back after ack wait",
+                    self.subject,
+                    error,
+                )
+
+    async def _on_delivery(self, data: bytes) -> None:
         if not self._flowing:
             if not self._is_ready:
                 await self._ready.wait()
@@ -424,7 +458,7 @@ class StanSubscription:
                 return
         try:
             # protocol.decode_msg without its frame: this runs on every delivery.
-            proto = pb.MsgProto.FromString(raw.data)
+            proto = pb.MsgProto.FromString(data)
         except DecodeError:
             logger.warning("dropping a delivery on %s that is not a MsgProto", self.subject)
             return
@@ -439,8 +473,6 @@ class StanSubscription:
                         del skipped[sequence]
             return
         message = StanMessage(proto, self)
-        if self._delivery_task is None:
-            self._delivery_task = asyncio.current_task()
         self._in_handler = True
         try:
             await self._handler(message)
@@ -460,7 +492,7 @@ class StanSubscription:
             self._in_handler = False
             if self._unlisten_when_idle:
                 self._unlisten_when_idle = False
-                # Unsubscribing cancels nats-py's delivery task, which runs this code.
+                # Unlistening cancels the delivery task, which runs this code.
                 self._owner.spawn(self._unlisten())
             waiter = self._idle_waiter
             if waiter is not None and not waiter.done():
@@ -510,13 +542,18 @@ class StanSubscription:
         await self._unlisten()
 
     async def _unlisten(self) -> None:
-        nats_sub, self._nats_sub = self._nats_sub, None
-        if nats_sub is not None:
+        # Deliveries not yet handed over are left unacknowledged: they come back.
+        task = self._delivery_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        self._pending.clear()
+        payloads, self._payloads = self._payloads, None
+        if payloads is not None:
             # Fails harmlessly when the NATS connection is closed already.
             with contextlib.suppress(TransportError), map_nats_errors(
                 Operation.CLOSE, f"unsubscribe from {self.inbox}"
             ):
-                await nats_sub.unsubscribe()
+                await payloads.unsubscribe()
 
     async def drop(self) -> None:
         """Forget the subscription without asking the streaming server (the session is
