@@ -24,6 +24,7 @@ without them is sent to ``publish``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import types
 from collections.abc import Coroutine, Generator
 from typing import Any
@@ -53,12 +54,13 @@ def write_publish(client: Client, subject: str, payload: bytes, reply: str = "")
         known = _OUTBOUND_KNOWN[kind] = all(hasattr(client, name) for name in _OUTBOUND_INTERNALS)
     if not known or client._status != Client.CONNECTED:
         return False
-    if not subject or _unsafe(subject) or (reply and _unsafe(reply)):
+    line = _pub_line(subject, reply)
+    if line is None:
         return False  # publish raises BadSubjectError (2.10 sends it as it is)
     size = len(payload)
     if size > client._max_payload:
         return False
-    command = b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), size, payload)
+    command = b"%s%d\r\n%s\r\n" % (line, size, payload)
     pending_size = client._pending_data_size + len(command)
     if client._max_pending_size > 0 and pending_size > client._max_pending_size:
         return False  # publish flushes first, and waits
@@ -77,9 +79,17 @@ def write_publish(client: Client, subject: str, payload: bytes, reply: str = "")
     return True
 
 
-def _unsafe(subject: str) -> bool:
-    # nats-py 2.16's _SUBJECT_INVALID_RE: whitespace would end the PUB line early.
-    return " " in subject or "\t" in subject or "\r" in subject or "\n" in subject
+@functools.lru_cache(maxsize=1024)
+def _pub_line(subject: str, reply: str) -> bytes | None:
+    """``PUB subject reply `` (the size follows); ``None`` for a subject nats-py 2.16
+    refuses (empty, or with whitespace, which would end the line early). Cached: an
+    ack inbox or a channel's subject comes back on every message."""
+    for name in (subject, reply):
+        if " " in name or "\t" in name or "\r" in name or "\n" in name:
+            return None
+    if not subject:
+        return None
+    return f"PUB {subject} {reply} ".encode()
 
 
 def publish_eagerly(
