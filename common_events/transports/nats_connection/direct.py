@@ -4,10 +4,10 @@ For each message of a subscription nats-py decodes its subject and reply, parses
 headers, builds a ``Msg``, puts it on the subscription's ``asyncio.Queue`` and wakes the
 subscription's task to take it off again. A NATS Streaming delivery needs none of that:
 its inbox, reply and headers are all empty or known, and everything it carries is in the
-payload (a ``MsgProto``). Measured on one loopback server, taking the payloads where
-nats-py's parser hands a message over (``Client._process_msg``) consumes 100,000
-deliveries about a third faster than the same work behind nats-py's queue
-(``docs/benchmarks.md``).
+payload (a ``MsgProto``). Taking the payloads where nats-py's parser hands a message over
+(``Client._process_msg``) took a consume of 100,000 deliveries on one loopback server
+from about 105,000 to 129,000 a second (``docs/benchmarks.md``); ``MessageParser`` takes
+them a step earlier still.
 
 ``_process_msg`` is nats-py's own step between its parser and its subscriptions (2.10
 through 2.16 at least; the dependency matrix runs on both ends). A client this package
