@@ -126,3 +126,23 @@ async def test_after_unsubscribing_nothing_more_is_taken(connection: NatsConnect
     await later.wait_for(1)
     await client.flush()
     assert taken.payloads == [b"before"]
+
+
+async def test_a_taker_that_raises_loses_its_payload_not_the_connection(
+    connection: NatsConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = connection.client
+    taken = Taken()
+
+    def take(payload: bytes) -> None:
+        if payload == b"bad":
+            raise ValueError("cannot take this one")
+        taken(payload)
+
+    await subscribe_payloads(client, "direct.test", take)
+    for payload in (b"first", b"bad", b"after"):
+        await client.publish("direct.test", payload)
+    assert await taken.wait_for(2) == [b"first", b"after"]
+    assert client.stats["reconnects"] == 0
+    assert client.is_connected
+    assert "payload taker raised" in caplog.text

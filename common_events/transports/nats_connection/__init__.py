@@ -16,7 +16,6 @@ from common_events.transports.nats_connection.connection import (
 from common_events.transports.nats_connection.direct import (
     DirectDeliveries,
     PayloadSubscription,
-    PayloadTaker,
     subscribe_payloads,
 )
 from common_events.transports.nats_connection.eager import publish_eagerly, write_publish
@@ -32,6 +31,7 @@ from common_events.transports.nats_connection.errors import (
     translate_nats_error,
 )
 from common_events.transports.nats_connection.lost import ConnectionLostFanout
+from common_events.transports.nats_connection.message_parser import PayloadTaker
 from common_events.transports.nats_connection.options import NatsOptions
 from common_events.transports.nats_connection.servers import ServerList, parse_servers, redact_url
 from common_events.transports.nats_connection.state import (

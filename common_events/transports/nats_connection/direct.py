@@ -17,17 +17,18 @@ subscriptions take the same callback through nats-py's ordinary path.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Generator
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from common_events.transports.nats_connection.message_parser import MessageParser
-
-PayloadTaker = Callable[[bytes], None]
-"""Called in nats-py's reading task with each payload, in order; must not block."""
+from common_events.transports.nats_connection.message_parser import (
+    MessageParser,
+    PayloadTaker,
+    taken,
+)
 
 
 class DirectDeliveries(Client):
@@ -51,7 +52,7 @@ class DirectDeliveries(Client):
         stats = self.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
-        take(data)
+        taken(take, data)
         return _TAKEN
 
 

@@ -19,6 +19,8 @@ parser hands over, in the same order.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nats.protocol.parser import AWAITING_CONTROL_LINE, AWAITING_MSG_PAYLOAD, Parser
@@ -26,8 +28,22 @@ from nats.protocol.parser import AWAITING_CONTROL_LINE, AWAITING_MSG_PAYLOAD, Pa
 if TYPE_CHECKING:
     from common_events.transports.nats_connection.direct import DirectDeliveries
 
+logger = logging.getLogger(__name__)
+
+PayloadTaker = Callable[[bytes], None]
+"""Called in nats-py's reading task with each payload, in order; must not block."""
+
 _MSG = b"MSG "
 _CRLF = b"\r\n"
+
+
+def taken(take: PayloadTaker, payload: bytes) -> None:
+    """Hand ``payload`` to ``take``; what it raises is logged, never let into nats-py's
+    reading task (which would drop the connection and reconnect)."""
+    try:
+        take(payload)
+    except Exception:
+        logger.exception("a subscription's payload taker raised; the payload is dropped")
 
 
 class MessageParser(Parser):
@@ -97,7 +113,7 @@ class MessageParser(Parser):
             stats = nc.stats
             stats["in_msgs"] += 1
             stats["in_bytes"] += len(payload)
-            take(payload)
+            taken(take, payload)
         if pos:
             del buf[:pos]
         if buf and not (self.state == AWAITING_MSG_PAYLOAD and not self.header_needed):
