@@ -46,7 +46,9 @@ class Taken:
 
 @pytest.fixture
 async def connection(nats_server: EmbeddedNatsServer) -> AsyncIterator[NatsConnection]:
-    connection = await open_nats(parse_servers(nats_server.url, schemes=SCHEMES), NatsOptions())
+    connection = await open_nats(
+        parse_servers(nats_server.url, schemes=SCHEMES), NatsOptions(), direct_deliveries=True
+    )
     yield connection
     await connection.close()
 
@@ -94,6 +96,22 @@ async def test_other_subscriptions_on_the_connection_keep_nats_py_s_path(
     assert (first.data, first.headers) == (b"with headers", {"Key": "value"})
     assert (second.data, second.reply) == (b"plain", "the.reply")
     assert await taken.wait_for(1) == [b"taken"]
+
+
+async def test_only_a_connection_opened_for_direct_deliveries_gets_the_client_that_takes_them(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    servers = parse_servers(nats_server.url, schemes=SCHEMES)
+    ordinary = await open_nats(servers, NatsOptions())
+    try:
+        assert type(ordinary.client) is Client  # JetStream's: nats-py's own client
+        taken = Taken()
+        subscription = await subscribe_payloads(ordinary.client, "direct.test", taken)
+        assert not subscription.direct
+        await ordinary.client.publish("direct.test", b"through nats-py")
+        assert await taken.wait_for(1) == [b"through nats-py"]
+    finally:
+        await ordinary.close()
 
 
 async def test_a_client_made_elsewhere_takes_the_same_payloads_through_nats_py(

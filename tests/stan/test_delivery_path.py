@@ -12,6 +12,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from common_events.transports.base import SubscriptionOptions, TransportMessage
+from common_events.transports.nats_connection import DirectDeliveries
 from common_events.transports.stan import StanTransport, connect
 from common_events.transports.stan.subscription import StanMessage
 from tests.fixtures.stan import StanServer
@@ -126,3 +127,11 @@ async def test_closing_ends_the_subscription_s_delivery_task(
     await transport.close()
     await asyncio.wait_for(asyncio.wait(delivering), 5)
     assert delivering[0].cancelled()
+
+
+async def test_a_streaming_connection_takes_deliveries_directly(
+    stan_server: StanServer, transports: list[StanTransport]
+) -> None:
+    transport = await connect(stan_server.url)
+    transports.append(transport)
+    assert isinstance(transport.client.nats, DirectDeliveries)

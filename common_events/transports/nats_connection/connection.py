@@ -76,7 +76,14 @@ class _FirstConnectFailed(Exception):
 class NatsConnection:
     """A nats-py ``Client`` plus its state, its loss reporting and its log lines."""
 
-    def __init__(self, servers: ServerList, options: NatsOptions, *, owned: bool = True) -> None:
+    def __init__(
+        self,
+        servers: ServerList,
+        options: NatsOptions,
+        *,
+        owned: bool = True,
+        direct_deliveries: bool = False,
+    ) -> None:
         self.servers = servers
         self.options = options
         # TLS is wanted when any server is tls:// or a TLS context is given; then a
@@ -84,7 +91,14 @@ class NatsConnection:
         wants_tls = options.tls is not None or any(
             server.startswith("tls://") for server in servers.servers
         )
-        self.client: Client = _TlsOnlyDirectClient() if wants_tls else DirectDeliveries()
+        # NATS Streaming's connections hand deliveries straight to their subscriptions
+        # (``direct``); others keep nats-py's client as it is.
+        client_class: type[Client]
+        if direct_deliveries:
+            client_class = _TlsOnlyDirectClient if wants_tls else DirectDeliveries
+        else:
+            client_class = TlsOnlyClient if wants_tls else Client
+        self.client = client_class()
         self.owned = owned
         self.lost = ConnectionLostFanout()
         self._state: ConnectionState = Connecting()
@@ -388,10 +402,18 @@ def _describe(errors: list[BaseException]) -> str:
 
 
 async def open_nats(
-    servers: ServerList, options: NatsOptions, *, on_error: ErrorListener | None = None
+    servers: ServerList,
+    options: NatsOptions,
+    *,
+    on_error: ErrorListener | None = None,
+    direct_deliveries: bool = False,
 ) -> NatsConnection:
-    """Connect to the first server of ``servers`` that answers."""
-    connection = NatsConnection(servers, options.with_credentials_of(servers))
+    """Connect to the first server of ``servers`` that answers. ``direct_deliveries``:
+    the client is a ``DirectDeliveries`` (``subscribe_payloads`` skips nats-py's
+    per-message machinery on it)."""
+    connection = NatsConnection(
+        servers, options.with_credentials_of(servers), direct_deliveries=direct_deliveries
+    )
     if on_error is not None:
         connection.add_error_listener(on_error)
     await connection.open()

@@ -10,8 +10,10 @@ from about 105,000 to 129,000 a second (``docs/benchmarks.md``); ``MessageParser
 them a step earlier still.
 
 ``_process_msg`` is nats-py's own step between its parser and its subscriptions (2.10
-through 2.16 at least; the dependency matrix runs on both ends). A client this package
-did not make (``NatsConnection.adopt``) is not a ``DirectDeliveries`` client: its
+through 2.16 at least; the dependency matrix runs on both ends). NATS Streaming's
+connections are made with this client (``open_nats(..., direct_deliveries=True)``);
+JetStream's, whose messages carry headers, keep nats-py's. A client this package did not
+make (``NatsConnection.adopt``) is not a ``DirectDeliveries`` client either: its
 subscriptions take the same callback through nats-py's ordinary path.
 """
 

@@ -296,6 +296,7 @@ class Client:
                     schemes=NATS_SCHEMES,
                 ),
                 NatsOptions(name=client_id, connect_timeout=connect_timeout),
+                direct_deliveries=True,
             )
         try:
             self._client = await StanClient.connect(

@@ -312,6 +312,7 @@ async def connect(
                 # every other subject it publishes to comes from the server.
                 skip_subject_validation=True,
             ),
+            direct_deliveries=True,
         )
     stan = await StanClient.connect(
         connection,
