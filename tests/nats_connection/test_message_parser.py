@@ -137,3 +137,29 @@ async def test_what_nats_py_calls_a_protocol_error_still_is_one(garbage: bytes) 
     for parser_type in (Parser, MessageParser):
         with pytest.raises(ProtocolError):
             await handed_over(parser_type, [b"MSG _INBOX.a 1 2\r\nok\r\n" + garbage])
+
+
+async def test_a_reset_while_another_subscription_s_message_is_handed_over_ends_the_read() -> None:
+    # nats-py resets its parser on reconnecting; what was left of the read belongs to the
+    # connection that is gone, and the parser starts the new one from a clean state.
+    stream = (
+        b"MSG other 3 1\r\na\r\n"  # not taken: handed to _process_msg, which resets
+        b"MSG _INBOX.a 1 1\r\nb\r\n"
+        b"MSG _INBOX.a 1 10\r\nc"  # a payload cut short
+    )
+    results = []
+    for parser_type in (Parser, MessageParser):
+        client = RecordingClient()
+        parser = parser_type(client)
+        process_msg = client._process_msg
+
+        async def resetting(*args: Any, parser: Parser = parser, then: Any = process_msg) -> None:
+            await then(*args)
+            parser.reset()
+
+        client._process_msg = resetting  # type: ignore[method-assign]
+        await parser.parse(stream)
+        await parser.parse(b"MSG _INBOX.a 2 2\r\nok\r\n")
+        results.append((client.events, parser.state, bytes(parser.buf)))
+    assert results[0] == results[1]
+    assert results[1][0] == [("msg", 3, b"other", b"", b"a", None), ("taken", 2, b"ok")]

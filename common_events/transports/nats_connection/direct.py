@@ -101,7 +101,7 @@ async def subscribe_payloads(
         # Whatever came while nats-py was still sending the SUB waits in its queue.
         queued = subscription._pending_queue
         while not queued.empty():
-            take(queued.get_nowait().data)
+            taken(take, queued.get_nowait().data)
         return PayloadSubscription(client, subscription, direct=True)
 
     async def take_message(message: Msg) -> None:

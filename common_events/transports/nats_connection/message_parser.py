@@ -109,6 +109,8 @@ class MessageParser(Parser):
                 size -= pos
                 pos = 0
                 await nc._process_msg(sid, bytes(subject), bytes(reply), payload, None)
+                if self.buf is not buf:
+                    return  # reset meanwhile (a reconnect): the rest was the old connection's
                 continue
             stats = nc.stats
             stats["in_msgs"] += 1
