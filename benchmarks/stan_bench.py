@@ -17,8 +17,8 @@ clients, doing the same work with the same payload (a ``ticket:created`` event):
 - consume: deliver all available, manual ack, each message parsed and validated as a
   ``TicketCreatedEvent`` (Python: a ``Listener``; Node: JSON.parse and field checks).
   A third column, plain nats-py doing the same work (the NATS Streaming protocol by
-  hand: parse each ``MsgProto``, validate, publish its ``Ack``), is the ceiling of any
-  client on nats-py.
+  hand: parse each ``MsgProto``, validate, publish its ``Ack``), is what a service
+  writing nats-py's subscription and publish calls itself would get.
 
 ``--pin`` puts the server on one CPU and both clients on another
 (``benchmarks/placement.py``, for comparing builds of one client). Both sides serialise
